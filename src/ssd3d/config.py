@@ -28,7 +28,11 @@ def _field_types(cls: type) -> dict[str, Any]:
 
 def _unknown_key(key: str, valid: list[str], where: str) -> SSD3DError:
     close = difflib.get_close_matches(key, valid, n=1)
-    hint = f" (did you mean '{close[0]}'?)" if close else f" (valid: {', '.join(sorted(valid))})"
+    hint = (
+        f" (did you mean '{where}{close[0]}'?)"
+        if close
+        else f" (valid: {', '.join(sorted(valid))})"
+    )
     return SSD3DError(f"unknown config key '{where}{key}'{hint}")
 
 
@@ -41,14 +45,13 @@ def _coerce(value: Any, tp: Any, name: str) -> Any:
         args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
-        errors = []
         for arg in args:
             if arg is type(None):
                 continue
             try:
                 return _coerce(value, arg, name)
-            except SSD3DError as e:
-                errors.append(str(e))
+            except SSD3DError:
+                pass
         raise SSD3DError(f"config value for '{name}' has the wrong type: {value!r}")
     if origin is typing.Literal:
         choices = typing.get_args(tp)
@@ -63,7 +66,9 @@ def _coerce(value: Any, tp: Any, name: str) -> Any:
         args = typing.get_args(tp)
         if origin is tuple and args and args[-1] is not Ellipsis:
             if len(args) != len(value):
-                raise SSD3DError(f"config value for '{name}' needs {len(args)} items; got {len(value)}")
+                raise SSD3DError(
+                    f"config value for '{name}' needs {len(args)} items; got {len(value)}"
+                )
             items = [_coerce(v, a, name) for v, a in zip(value, args, strict=True)]
         else:
             inner = args[0] if args else Any
@@ -181,7 +186,9 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
-        raise SSD3DError(f"config file {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+        raise SSD3DError(
+            f"config file {path} is not valid YAML: {str(e).splitlines()[0]}"
+        ) from None
     if not isinstance(data, dict):
         raise SSD3DError(f"config file {path} must hold a mapping at the top level")
     return data

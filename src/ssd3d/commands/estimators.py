@@ -16,4 +16,6 @@ def register(app: typer.Typer) -> None:
             defaults = cls(**{})
             branches = ", ".join(sorted(defaults.branches()))
             typer.echo(f"{name:18s} {doc}")
-            typer.echo(f"{'':18s} defaults: {describe(defaults)[len(name) + 1:]}  (needs {branches})")
+            typer.echo(
+                f"{'':18s} defaults: {describe(defaults)[len(name) + 1 :]}  (needs {branches})"
+            )

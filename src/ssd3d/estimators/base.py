@@ -39,12 +39,16 @@ class NoisePredictions:
         for name in ("t", "alpha_bar"):
             value = getattr(self, name)
             if value.shape != (shape[0],):
-                raise ValueError(f"{name} must have shape [B] = ({shape[0]},), got {tuple(value.shape)}")
+                raise ValueError(
+                    f"{name} must have shape [B] = ({shape[0]},), got {tuple(value.shape)}"
+                )
 
     def require(self, branch: Branch) -> Tensor:
         value = {"cond": self.eps_cond, "uncond": self.eps_uncond, "neg": self.eps_neg}[branch]
         if value is None:
-            raise ValueError(f"this estimator needs the '{branch}' prediction, which was not computed")
+            raise ValueError(
+                f"this estimator needs the '{branch}' prediction, which was not computed"
+            )
         return value
 
 

@@ -52,8 +52,11 @@ def build_estimator(spec: str, **params) -> Estimator:
         raise SSD3DError(f"estimator '{name}': {e}") from None
 
 
+def _spell(value) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
 def describe(estimator: Estimator) -> str:
     """The spec string that builds this estimator back: ``"ssd tau=300 ..."``."""
-    fields = dataclasses.fields(estimator)
-    args = " ".join(f"{f.name}={str(getattr(estimator, f.name)).lower() if isinstance(getattr(estimator, f.name), bool) else getattr(estimator, f.name)}" for f in fields)
-    return f"{estimator.name} {args}".strip()
+    args = [f"{f.name}={_spell(getattr(estimator, f.name))}" for f in dataclasses.fields(estimator)]
+    return " ".join([estimator.name, *args])

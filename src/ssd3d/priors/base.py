@@ -33,11 +33,16 @@ def make_alphas_cumprod(
 ) -> Tensor:
     """``alpha_bar[t]`` for t in [0, T), as diffusers' DDPMScheduler computes it. [T] float64."""
     if beta_schedule == "scaled_linear":
-        betas = torch.linspace(beta_start**0.5, beta_end**0.5, num_train_timesteps, dtype=torch.float64) ** 2
+        betas = (
+            torch.linspace(beta_start**0.5, beta_end**0.5, num_train_timesteps, dtype=torch.float64)
+            ** 2
+        )
     elif beta_schedule == "linear":
         betas = torch.linspace(beta_start, beta_end, num_train_timesteps, dtype=torch.float64)
     else:
-        raise ValueError(f"beta_schedule must be 'scaled_linear' or 'linear', got {beta_schedule!r}")
+        raise ValueError(
+            f"beta_schedule must be 'scaled_linear' or 'linear', got {beta_schedule!r}"
+        )
     return torch.cumprod(1.0 - betas, dim=0)
 
 

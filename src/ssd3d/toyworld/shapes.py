@@ -1,0 +1,365 @@
+"""ToyWorld's shapes: exact signed distance functions, the ground-truth field, surface samples.
+
+Every shape is written in a local frame with x, y horizontal and z up, then placed in the
+world by a cyclic permutation of the axes so that local z lands on ``UP_AXIS`` (cyclic, so
+handedness and therefore the chirality of asymmetric shapes is kept). Change ``UP_AXIS`` and
+nothing else to follow another up convention.
+
+Signed distance: negative inside, positive outside, batched over points [N, 3] -> [N].
+Primitives (sphere, box, capped cylinder, flat torus, extruded polygon) are exact Euclidean
+distances (Inigo Quilez's formulas). The mug is built with min / max of exact pieces (cup
+minus cavity, union a clipped handle): its sign is exact everywhere, but its distance is
+only a lower bound, |sdf| <= true distance (min of exact parts is exact outside a union,
+but a difference or intersection underestimates, e.g. above the mug's opening).
+
+All shapes fit inside radius ``SHAPE_RADIUS`` = 0.6 of the origin (the scene cube is
+[-1, 1]^3 and the pipeline's initial density blob has radius 0.5), with their bounding
+boxes centred on the origin.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+
+import numpy as np
+import torch
+from skimage import measure
+from torch import Tensor
+
+from ssd3d.errors import SSD3DError
+from ssd3d.scene.fields import RadianceField
+
+# World axis that points up (0 = x, 1 = y, 2 = z): +z, as in scene/cameras.py.
+UP_AXIS = 2
+# Every shape lies inside this radius (checked by the tests on surface samples).
+SHAPE_RADIUS = 0.6
+
+# Ground-truth density = DENSITY_SCALE * sigmoid(-sdf / SURFACE_WIDTH).
+# Scale: the renderer takes 48 samples per ray over roughly 2 scene units, a step of ~0.04;
+# 100 per unit gives optical depth 4 per step, so one sample inside is ~98% opaque and the
+# surface renders solid.
+DENSITY_SCALE = 100.0
+# Width: a quarter of that sample step and about a sixth of a pixel at 32x32 (~0.06 units),
+# so edges are sharp at the render's resolution while a surface falling between two samples
+# still gives the nearer outside sample partial opacity instead of aliasing to the grid.
+# The rendered surface therefore sits about one width (0.01) outside sdf = 0.
+SURFACE_WIDTH = 0.01
+
+# Marching-cubes grid for the true surface: 96 points over [-0.7, 0.7] is a spacing of
+# 0.015, a sixth of the thinnest part (the mug's handle tube, 0.09 across); the samples are
+# then projected onto the exact surface, so the grid only has to get the topology right.
+SURFACE_GRID_RESOLUTION = 96
+SURFACE_GRID_BOUND = 0.7
+# Newton steps p <- p - sdf(p) grad(p) that move marching-cubes samples onto sdf = 0.
+SURFACE_PROJECTION_STEPS = 2
+# Points per SDF call when filling a grid (bounded memory).
+SDF_CHUNK = 262144
+
+
+# --- frames ------------------------------------------------------------------------------
+
+_H1, _H2 = (UP_AXIS + 1) % 3, (UP_AXIS + 2) % 3
+_LOCAL_TO_WORLD = (_H1, _H2, UP_AXIS)  # world index of local x, y, z
+
+
+def to_local(points: Tensor) -> Tensor:
+    """World points [N, 3] -> local frame [N, 3] (x, y horizontal, z up)."""
+    return points[..., list(_LOCAL_TO_WORLD)]
+
+
+def rotate_yaw(points: Tensor, yaw_rad: float | Tensor) -> Tensor:
+    """Rotate world points [N, 3] by ``yaw_rad`` about the up axis (counter-clockwise seen
+    from above: the first horizontal axis turns towards the second)."""
+    yaw = torch.as_tensor(yaw_rad, dtype=points.dtype, device=points.device)
+    c, s = torch.cos(yaw), torch.sin(yaw)
+    out = points.clone()
+    out[..., _H1] = c * points[..., _H1] - s * points[..., _H2]
+    out[..., _H2] = s * points[..., _H1] + c * points[..., _H2]
+    return out
+
+
+# --- exact primitives (local frame) ----------------------------------------------------------
+
+
+def _length(*parts: Tensor) -> Tensor:
+    # The clamp keeps the gradient finite (zero) where every part is 0, e.g. at a box's
+    # outside corner region's boundary; it moves values by at most 1e-15.
+    return torch.sqrt(sum(p * p for p in parts).clamp(min=1e-30))
+
+
+def _box2(dx: Tensor, dy: Tensor) -> Tensor:
+    """Exact 2D combination of two slab distances (IQ's sdBox / opExtrusion core)."""
+    outside = _length(dx.clamp(min=0), dy.clamp(min=0))
+    return outside + torch.maximum(dx, dy).clamp(max=0)
+
+
+def sdf_sphere(p: Tensor, radius: float) -> Tensor:
+    """Sphere at the origin. Exact."""
+    return _length(p[:, 0], p[:, 1], p[:, 2]) - radius
+
+
+def sdf_box(p: Tensor, half: tuple[float, float, float]) -> Tensor:
+    """Axis-aligned box at the origin with half-extents ``half``. Exact."""
+    q = p.abs() - torch.tensor(half, dtype=p.dtype, device=p.device)
+    return q.clamp(min=0).norm(dim=-1) + q.max(dim=-1).values.clamp(max=0)
+
+
+def sdf_cylinder(p: Tensor, radius: float, half_height: float) -> Tensor:
+    """Capped cylinder about local z. Exact."""
+    return _box2(_length(p[:, 0], p[:, 1]) - radius, p[:, 2].abs() - half_height)
+
+
+def sdf_torus(p: Tensor, major: float, minor: float) -> Tensor:
+    """Torus lying flat (axis local z). Exact."""
+    return _length(_length(p[:, 0], p[:, 1]) - major, p[:, 2]) - minor
+
+
+def sdf_polygon(u: Tensor, v: Tensor, vertices: tuple[tuple[float, float], ...]) -> Tensor:
+    """Exact 2D signed distance to a simple polygon (IQ's sdPolygon), points (u, v) [N]."""
+    verts = [(float(a), float(b)) for a, b in vertices]
+    d2 = (u - verts[0][0]) ** 2 + (v - verts[0][1]) ** 2
+    inside = torch.zeros_like(u, dtype=torch.bool)
+    for i in range(len(verts)):
+        (xi, yi), (xj, yj) = verts[i], verts[i - 1]
+        ex, ey = xj - xi, yj - yi
+        wx, wy = u - xi, v - yi
+        h = ((wx * ex + wy * ey) / (ex * ex + ey * ey)).clamp(0, 1)
+        d2 = torch.minimum(d2, (wx - ex * h) ** 2 + (wy - ey * h) ** 2)
+        # Crossing-number parity along +u: the edge straddles v and the point is left of it.
+        c1, c2, c3 = v >= yi, v < yj, ex * wy > ey * wx
+        inside ^= (c1 & c2 & c3) | (~c1 & ~c2 & ~c3)
+    return torch.where(inside, -1.0, 1.0).to(u.dtype) * torch.sqrt(d2.clamp(min=1e-30))
+
+
+def sdf_prism(
+    p: Tensor, vertices: tuple[tuple[float, float], ...], plane: str, half_depth: float
+) -> Tensor:
+    """A polygon in the local ``plane`` ("yx" or "yz": polygon coordinates (u, v) are those
+    local axes) extruded +-half_depth along the third local axis. Exact (IQ's opExtrusion is
+    exact for an exact 2D distance)."""
+    axes = {"yx": (1, 0, 2), "yz": (1, 2, 0)}[plane]
+    d2 = sdf_polygon(p[:, axes[0]], p[:, axes[1]], vertices)
+    return _box2(d2, p[:, axes[2]].abs() - half_depth)
+
+
+# --- the vocabulary of shapes -------------------------------------------------------------
+# The scene's front camera (azimuth 0) sits on +x with +y to the image's right
+# (scene/cameras.py), so the asymmetric shapes point along +y: the front view shows their
+# profile facing right and the back view its mirror image, the pair a Janus failure confuses.
+
+# Wedge: a ramp whose right-triangle profile (y, z) rises towards +y (a vertical wall at +y,
+# a slope facing -y), extruded along x.
+WEDGE_PROFILE = ((-0.35, -0.3), (0.35, -0.3), (0.35, 0.3))
+# Arrow: a flat arrow pointing along +y, outline in (y, x), 0.24 thick.
+ARROW_OUTLINE = (
+    (-0.45, -0.1),
+    (0.05, -0.1),
+    (0.05, -0.28),
+    (0.45, 0.0),
+    (0.05, 0.28),
+    (0.05, 0.1),
+    (-0.45, 0.1),
+)
+# Mug: an open-topped cup with a handle on its +y side.
+MUG_RADIUS, MUG_HALF_HEIGHT, MUG_WALL, MUG_BOTTOM = 0.26, 0.3, 0.05, 0.08
+MUG_HANDLE_MAJOR, MUG_HANDLE_MINOR = 0.14, 0.045
+
+
+def _sdf_mug(p: Tensor) -> Tensor:
+    """Cup minus cavity, union a clipped torus handle. Exact sign; |sdf| a distance bound."""
+    cup = sdf_cylinder(p, MUG_RADIUS, MUG_HALF_HEIGHT)
+    # Cavity: from the top of the bottom slab up past the rim (so the mug is open).
+    cavity_bottom = -MUG_HALF_HEIGHT + MUG_BOTTOM
+    cavity_half = MUG_HALF_HEIGHT  # tall enough to reach past the rim
+    cavity_centre = cavity_bottom + cavity_half
+    shifted = torch.stack([p[:, 0], p[:, 1], p[:, 2] - cavity_centre], dim=-1)
+    cavity = sdf_cylinder(shifted, MUG_RADIUS - MUG_WALL, cavity_half)
+    body = torch.maximum(cup, -cavity)
+    # Handle: a torus standing in the y-z plane (axis along x) centred on the +y wall, kept
+    # only outside the middle of the wall so it never shows in the cavity.
+    hy = p[:, 1] - MUG_RADIUS
+    ring = _length(_length(hy, p[:, 2]) - MUG_HANDLE_MAJOR, p[:, 0]) - MUG_HANDLE_MINOR
+    handle = torch.maximum(ring, (MUG_RADIUS - MUG_WALL / 2) - p[:, 1])
+    return torch.minimum(body, handle)
+
+
+@dataclass(frozen=True)
+class Shape:
+    """One word of the shape vocabulary."""
+
+    name: str  # the word used in prompts
+    local_sdf: Callable[[Tensor], Tensor]  # local-frame points [N, 3] -> signed distance [N]
+    exact: bool  # True: exact Euclidean distance; False: exact sign, |sdf| <= distance
+    yaw_symmetric: bool  # True: unchanged by any rotation about the up axis
+
+
+SHAPE_TABLE: dict[str, Shape] = {
+    s.name: s
+    for s in (
+        Shape("sphere", lambda p: sdf_sphere(p, 0.45), exact=True, yaw_symmetric=True),
+        Shape("cube", lambda p: sdf_box(p, (0.3, 0.3, 0.3)), exact=True, yaw_symmetric=False),
+        Shape("cylinder", lambda p: sdf_cylinder(p, 0.3, 0.35), exact=True, yaw_symmetric=True),
+        Shape("torus", lambda p: sdf_torus(p, 0.33, 0.13), exact=True, yaw_symmetric=True),
+        Shape(
+            "wedge",
+            lambda p: sdf_prism(p, WEDGE_PROFILE, "yz", 0.25),
+            exact=True,
+            yaw_symmetric=False,
+        ),
+        Shape(
+            "arrow",
+            lambda p: sdf_prism(p, ARROW_OUTLINE, "yx", 0.12),
+            exact=True,
+            yaw_symmetric=False,
+        ),
+        Shape("mug", _sdf_mug, exact=False, yaw_symmetric=False),
+    )
+}
+SHAPES: tuple[str, ...] = tuple(SHAPE_TABLE)
+
+
+def get_shape(name: str) -> Shape:
+    """The shape called ``name``; SSD3DError listing the shapes otherwise."""
+    if name not in SHAPE_TABLE:
+        raise SSD3DError(f"unknown shape {name!r}; ToyWorld shapes: {', '.join(SHAPES)}")
+    return SHAPE_TABLE[name]
+
+
+def sdf(shape: str, points: Tensor, yaw_rad: float = 0.0) -> Tensor:
+    """Signed distance [N] of world points [N, 3] to ``shape`` turned by ``yaw_rad`` about up."""
+    if points.dim() != 2 or points.shape[-1] != 3:
+        raise ValueError(f"points must be [N, 3], got {tuple(points.shape)}")
+    if yaw_rad != 0.0:
+        points = rotate_yaw(points, -yaw_rad)  # query the unrotated shape
+    return get_shape(shape).local_sdf(to_local(points))
+
+
+def sdf_normals(shape: str, points: Tensor, yaw_rad: float = 0.0) -> Tensor:
+    """Unit outward normals [N, 3]: the normalised autograd gradient of the SDF."""
+    with torch.enable_grad():
+        p = points.detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(sdf(shape, p, yaw_rad).sum(), p)
+    return grad / grad.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+
+
+# --- ground truth -------------------------------------------------------------------------
+
+
+class GroundTruthField(RadianceField):
+    """The true object for one prompt as a radiance field: density and albedo at points.
+
+    ``density = density_scale * sigmoid(-sdf / surface_width)``: ``density_scale`` inside,
+    0 outside, exactly ``density_scale / 2`` (``surface_density``) on sdf = 0. Albedo is the
+    colour everywhere (the renderer only sees it where the density is). Normals are the
+    analytic SDF normals, which equal the scene's "minus normalised density gradient".
+    ``yaw_deg`` turns the object about the up axis. It has no parameters.
+    """
+
+    def __init__(
+        self,
+        shape: str,
+        colour: str,
+        *,
+        yaw_deg: float = 0.0,
+        density_scale: float = DENSITY_SCALE,
+        surface_width: float = SURFACE_WIDTH,
+    ) -> None:
+        super().__init__()
+        from ssd3d.toyworld.vocabulary import colour_rgb
+
+        get_shape(shape)
+        if not (density_scale > 0 and surface_width > 0):
+            raise SSD3DError(
+                f"density_scale and surface_width must be positive; got {density_scale}, "
+                f"{surface_width}"
+            )
+        self.shape, self.colour = shape, colour
+        self.yaw_rad = math.radians(yaw_deg)
+        self.density_scale, self.surface_width = density_scale, surface_width
+        self.register_buffer("rgb", torch.tensor(colour_rgb(colour), dtype=torch.float32))
+
+    @property
+    def surface_density(self) -> float:
+        """The density on the true surface: the occupancy threshold that gives sdf < 0."""
+        return self.density_scale / 2
+
+    def sdf(self, points: Tensor) -> Tensor:
+        """Signed distance [N] at world points [N, 3]."""
+        return sdf(self.shape, points, self.yaw_rad)
+
+    def normals(self, points: Tensor) -> Tensor:
+        """Unit outward SDF normals [N, 3] at points [N, 3] (not differentiable)."""
+        return sdf_normals(self.shape, points, self.yaw_rad)
+
+    def forward(self, points: Tensor) -> tuple[Tensor, Tensor]:
+        """points [N, 3] -> (density [N], albedo [N, 3])."""
+        density = self.density_scale * torch.sigmoid(-self.sdf(points) / self.surface_width)
+        albedo = self.rgb.to(points.device, points.dtype).expand(points.shape[0], 3)
+        return density, albedo
+
+    def albedo(self, points: Tensor) -> Tensor:
+        """Albedo [N, 3] alone (an ``albedo_fn``)."""
+        return self(points)[1]
+
+
+# --- true surface ---------------------------------------------------------------------------
+
+
+@cache
+def _surface_mesh_arrays(shape: str, resolution: int) -> tuple[np.ndarray, np.ndarray]:
+    """Marching cubes of the SDF at level 0: (vertices [V, 3] world, faces [F, 3]). Cached."""
+    lin = torch.linspace(-SURFACE_GRID_BOUND, SURFACE_GRID_BOUND, resolution, dtype=torch.float64)
+    grid = torch.stack(torch.meshgrid(lin, lin, lin, indexing="ij"), dim=-1).reshape(-1, 3)
+    values = torch.cat([sdf(shape, chunk) for chunk in grid.split(SDF_CHUNK)])
+    volume = values.reshape(resolution, resolution, resolution).numpy()
+    verts, faces, _, _ = measure.marching_cubes(volume, level=0.0, allow_degenerate=False)
+    spacing = 2 * SURFACE_GRID_BOUND / (resolution - 1)
+    return -SURFACE_GRID_BOUND + verts * spacing, faces.astype(np.int64)
+
+
+def surface_mesh(shape: str, resolution: int = SURFACE_GRID_RESOLUTION):
+    """The true surface as a trimesh mesh (world frame, yaw 0), from marching cubes."""
+    import trimesh
+
+    get_shape(shape)
+    verts, faces = _surface_mesh_arrays(shape, resolution)
+    return trimesh.Trimesh(vertices=verts.copy(), faces=faces.copy(), process=False)
+
+
+def surface_points(
+    shape: str,
+    n: int,
+    generator: torch.Generator | None = None,
+    *,
+    yaw_deg: float = 0.0,
+    resolution: int = SURFACE_GRID_RESOLUTION,
+) -> Tensor:
+    """``n`` points [n, 3] (float32, CPU) uniformly distributed on the true surface.
+
+    Area-weighted samples of the marching-cubes mesh, then ``SURFACE_PROJECTION_STEPS``
+    Newton steps onto sdf = 0 (so they are on the exact surface, not the mesh), then turned
+    by ``yaw_deg``. Deterministic for a given generator state.
+    """
+    get_shape(shape)
+    if n < 1:
+        raise SSD3DError(f"n must be a positive number of surface points; got {n}")
+    verts_np, faces_np = _surface_mesh_arrays(shape, resolution)
+    tri = torch.from_numpy(verts_np)[torch.from_numpy(faces_np)]  # [F, 3, 3] float64
+    areas = torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]).norm(dim=-1) / 2
+    face = torch.multinomial(areas, n, replacement=True, generator=generator)
+    r1, r2 = torch.rand(2, n, 1, generator=generator, dtype=torch.float64)
+    s = r1.sqrt()  # uniform barycentric coordinates on a triangle
+    t = tri[face]
+    p = (1 - s) * t[:, 0] + s * (1 - r2) * t[:, 1] + s * r2 * t[:, 2]
+    for _ in range(SURFACE_PROJECTION_STEPS):
+        with torch.enable_grad():
+            q = p.detach().requires_grad_(True)
+            d = sdf(shape, q)
+            (g,) = torch.autograd.grad(d.sum(), q)
+        p = (q - d.unsqueeze(-1) * g / (g * g).sum(-1, keepdim=True).clamp(min=1e-12)).detach()
+    if yaw_deg != 0.0:
+        p = rotate_yaw(p, math.radians(yaw_deg))
+    return p.float()
