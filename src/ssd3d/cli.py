@@ -12,7 +12,7 @@ import typer
 
 from ssd3d.errors import SSD3DError
 
-COMMAND_MODULES = ("estimators",)
+COMMAND_MODULES = ("estimators", "generate")
 
 app = typer.Typer(
     name="ssd3d",

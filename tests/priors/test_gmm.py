@@ -169,3 +169,16 @@ def test_bad_class_weights_and_mismatched_dims() -> None:
         GaussianMixturePrior([ok, MixtureClass("b", [[1.0, 1.0]], 1.0)], class_weights=[1.0, -1.0])
     with pytest.raises(SSD3DError, match="same D"):
         GaussianMixturePrior([ok, MixtureClass("b", [[1.0, 1.0, 1.0]], 1.0)])
+
+
+def test_isotropic_fast_path_matches_the_general_path() -> None:
+    fast = GaussianMixturePrior(_classes(64, diagonal=False))
+    general = GaussianMixturePrior(_classes(64, diagonal=False))
+    general.isotropic = False  # force the [B, M, D] path
+    assert fast.isotropic
+    g = torch.Generator().manual_seed(3)
+    x = 3.0 * torch.randn(5, 64, generator=g, dtype=torch.float64)
+    t = torch.tensor([0, 10, 300, 700, 999])
+    rows = fast.embed(["cat", "", "dog", "cat", ""])
+    torch.testing.assert_close(fast.predict_noise(x, t, rows), general.predict_noise(x, t, rows))
+    torch.testing.assert_close(fast.log_prob(x, "dog"), general.log_prob(x, "dog"))

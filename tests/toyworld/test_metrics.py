@@ -42,8 +42,11 @@ def test_iou_of_nested_spheres_is_the_volume_ratio():
     assert iou == pytest.approx((0.3 / 0.45) ** 3, abs=0.02)
 
 
-@pytest.mark.parametrize(("shape", "yaw"), [("wedge", 90.0), ("arrow", 130.0), ("mug", 250.0)])
-def test_yaw_alignment_recovers_a_turned_copy(shape, yaw):
+@pytest.mark.parametrize(
+    ("shape", "yaw", "gain"), [("wedge", 90.0, 0.3), ("arrow", 130.0, 0.3), ("mug", 250.0, 0.05)]
+)
+def test_yaw_alignment_recovers_a_turned_copy(shape, yaw, gain):
+    # gain: how much better the aligned IoU is than yaw 0 (the mug differs only by its handle)
     turned = GroundTruthField(shape, "blue", yaw_deg=yaw)
     iou, best = iou_over_yaw(
         turned.density, shape, threshold=turned.surface_density, resolution=RES
@@ -53,7 +56,7 @@ def test_yaw_alignment_recovers_a_turned_copy(shape, yaw):
     unaligned, _ = iou_over_yaw(
         turned.density, shape, threshold=turned.surface_density, resolution=RES, n_yaw=1
     )
-    assert unaligned < iou - 0.2
+    assert unaligned < iou - gain
 
 
 def test_chamfer_known_values():
@@ -73,9 +76,10 @@ def test_chamfer_of_the_true_surface_is_near_zero():
     generated = sample_surface(mesh, 4000, _gen(1))
     true = surface_points("torus", 4000, _gen(2))
     d = chamfer_distance(generated, true)
-    assert d < 0.01
-    # A torus shifted by 0.1 is much further.
-    assert chamfer_distance(generated + torch.tensor([0.1, 0.0, 0.0]), true) > 5 * d
+    # The sampling floor 0.5 sqrt(area / n) is 0.0103 for the torus (area 1.69) at n = 4000.
+    assert d < 0.013
+    # A torus shifted by 0.1 sideways is clearly further (its surfaces still cross the truth).
+    assert chamfer_distance(generated + torch.tensor([0.1, 0.0, 0.0]), true) > 3 * d
 
 
 def test_colour_error():
@@ -113,7 +117,7 @@ def test_score_object_on_the_truth_and_on_a_turned_copy():
         generator=_gen(4),
     )
     assert scores["yaw_deg"] == 90.0 and scores["iou"] > 0.999
-    assert scores["chamfer"] < 0.01
+    assert scores["chamfer"] < 0.02  # the sampling floor at n = 3000
     assert scores["colour_error"] == pytest.approx(0.0, abs=1e-6)
     assert (scores["mean_r"], scores["mean_g"], scores["mean_b"]) == pytest.approx(
         COLOURS["yellow"]

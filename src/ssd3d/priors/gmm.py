@@ -73,7 +73,9 @@ def _check_class(c: MixtureClass) -> tuple[Tensor, Tensor, Tensor]:
     where = f"class '{c.name}'"
     means = _as_tensor(c.means, "means", where)
     if means.dim() != 2 or means.shape[0] == 0 or means.shape[1] == 0:
-        raise SSD3DError(f"{where}: means must be a non-empty [K, D] list; got shape {tuple(means.shape)}")
+        raise SSD3DError(
+            f"{where}: means must be a non-empty [K, D] list; got shape {tuple(means.shape)}"
+        )
     k, d = means.shape
     stds = _as_tensor(c.stds, "stds", where)
     if stds.dim() == 0:
@@ -101,15 +103,6 @@ def _check_class(c: MixtureClass) -> tuple[Tensor, Tensor, Tensor]:
         if not (weights > 0).all():
             raise SSD3DError(f"{where}: weights must be > 0; got {weights.min().item():g}")
     return means, stds.contiguous(), weights / weights.sum()
-
-
-def gaussian_log_density(x: Tensor, means: Tensor, variances: Tensor) -> Tensor:
-    """log N(x; means, diag(variances)) for every (sample, component) pair.
-
-    x [B, D]; means, variances [B, M, D] or [M, D] -> [B, M].
-    """
-    diff = x[:, None, :] - means
-    return -0.5 * (diff.square() / variances + variances.log() + _LOG_2PI).sum(-1)
 
 
 class GaussianMixturePrior:
@@ -141,7 +134,9 @@ class GaussianMixturePrior:
         parts = [_check_class(c) for c in classes]
         dims = {means.shape[1] for means, _, _ in parts}
         if len(dims) != 1:
-            raise SSD3DError(f"classes: every class's means must have the same D; got {sorted(dims)}")
+            raise SSD3DError(
+                f"classes: every class's means must have the same D; got {sorted(dims)}"
+            )
         if class_weights is None:
             cw = torch.full((len(classes),), 1.0 / len(classes), dtype=torch.float64)
         else:
@@ -167,12 +162,16 @@ class GaussianMixturePrior:
             [torch.full((m.shape[0],), i, dtype=torch.long) for i, (m, _, _) in enumerate(parts)]
         )  # [M] which class each component belongs to
         # Row y < C: log w_k of class y's components, -inf elsewhere; row C: unconditional.
-        log_weights = torch.full((len(classes) + 1, self.means.shape[0]), -math.inf, dtype=torch.float64)
+        log_weights = torch.full(
+            (len(classes) + 1, self.means.shape[0]), -math.inf, dtype=torch.float64
+        )
         for i, (_, _, w) in enumerate(parts):
             log_weights[i, self.component_class == i] = w.log()
         within = torch.cat([w for _, _, w in parts])
         log_weights[-1] = (cw[self.component_class] * within).log()
         self.log_weights = log_weights  # [C + 1, M]
+        # Every component isotropic: the fast path (matmuls) applies.
+        self.isotropic = bool((self.stds == self.stds[:, :1]).all())
         self.alphas_cumprod = make_alphas_cumprod(
             num_train_timesteps, beta_start, beta_end, beta_schedule
         )  # [T] float64
@@ -210,12 +209,9 @@ class GaussianMixturePrior:
         """
         a = self._alpha_bar(t, x_t)
         x = x_t.to(torch.float64)
-        means, variances = self._noised_components(a)
-        log_joint = self._rows(cond, x) + gaussian_log_density(x, means, variances)
-        resp = torch.softmax(log_joint, dim=-1)  # [B, M] posterior over components
-        # grad log p_t = sum_k r_k * (-(x - m_k) / v_k); eps = -sqrt(1 - a) * grad.
-        pull = (resp[..., None] * (x[:, None, :] - means) / variances).sum(1)
-        return ((1 - a).sqrt()[:, None] * pull).to(x_t.dtype)
+        resp = torch.softmax(self._rows(cond, x) + self._log_components(x, a), dim=-1)  # [B, M]
+        # grad log p_t = sum_k r_k (sqrt(a) mu_k - x) / v_k, and eps = -sqrt(1 - a) grad.
+        return ((1 - a).sqrt()[:, None] * self._pull(x, a, resp)).to(x_t.dtype)
 
     # ------------------------------------------------------------------ densities, samples
 
@@ -227,18 +223,16 @@ class GaussianMixturePrior:
         """
         a = self._alpha_bar(t, x_t)
         x = x_t.to(torch.float64)
-        means, variances = self._noised_components(a)
-        log_joint = self._rows(self._class_rows(y, x.shape[0]), x) + gaussian_log_density(
-            x, means, variances
-        )
+        log_joint = self._rows(self._class_rows(y, x.shape[0]), x) + self._log_components(x, a)
         return torch.logsumexp(log_joint, dim=-1).to(x_t.dtype)
 
     def log_prob(self, x: Tensor, y: Tensor | str | int | None = None) -> Tensor:
         """log p(x | y) of the clean mixture (None: unconditional). x [B, D] -> [B]"""
         xd = x.to(torch.float64)
         self._check_points(xd)
-        log_joint = self._rows(self._class_rows(y, xd.shape[0]), xd) + gaussian_log_density(
-            xd, self.means, self.stds.square()
+        clean = torch.ones(xd.shape[0], dtype=torch.float64)  # alpha_bar = 1: no noise
+        log_joint = self._rows(self._class_rows(y, xd.shape[0]), xd) + self._log_components(
+            xd, clean
         )
         return torch.logsumexp(log_joint, dim=-1).to(x.dtype)
 
@@ -279,10 +273,32 @@ class GaussianMixturePrior:
         if x.dim() != 2 or x.shape[1] != self.dim:
             raise ValueError(f"points must be [B, D] with D = {self.dim}; got {tuple(x.shape)}")
 
-    def _noised_components(self, a: Tensor) -> tuple[Tensor, Tensor]:
-        """Means sqrt(a) mu_k and variances a sigma_k^2 + 1 - a, each [B, M, D]."""
-        a = a[:, None, None]
-        return a.sqrt() * self.means, a * self.stds.square() + (1 - a)
+    def _log_components(self, x: Tensor, a: Tensor) -> Tensor:
+        """log N(x; sqrt(a) mu_k, diag(a sigma_k^2 + 1 - a)) for every component. [B, M]"""
+        a = a[:, None]
+        if self.isotropic:
+            # ||x - sqrt(a) mu||^2 by matmul: no [B, M, D] intermediate (64D runs fast).
+            var = a * self.stds[:, 0].square() + (1 - a)  # [B, M]
+            sq = (
+                x.square().sum(1, keepdim=True)
+                - 2 * a.sqrt() * (x @ self.means.T)
+                + a * self.means.square().sum(1)
+            ).clamp_min(0)
+            return -0.5 * (sq / var + self.dim * (var.log() + _LOG_2PI))
+        a = a[:, :, None]
+        var = a * self.stds.square() + (1 - a)  # [B, M, D]
+        diff = x[:, None, :] - a.sqrt() * self.means
+        return -0.5 * (diff.square() / var + var.log() + _LOG_2PI).sum(-1)
+
+    def _pull(self, x: Tensor, a: Tensor, resp: Tensor) -> Tensor:
+        """sum_k r_k (x - sqrt(a) mu_k) / v_k = -grad log p_t(x), for responsibilities r. [B, D]"""
+        a = a[:, None]
+        if self.isotropic:
+            q = resp / (a * self.stds[:, 0].square() + (1 - a))  # r_k / v_k, [B, M]
+            return x * q.sum(1, keepdim=True) - a.sqrt() * (q @ self.means)
+        a = a[:, :, None]
+        var = a * self.stds.square() + (1 - a)  # [B, M, D]
+        return (resp[..., None] * (x[:, None, :] - a.sqrt() * self.means) / var).sum(1)
 
     def _class_rows(self, y: Tensor | str | int | None, batch: int) -> Tensor:
         """Class argument -> rows [batch] (-1 unconditional)."""
@@ -293,7 +309,9 @@ class GaussianMixturePrior:
         if isinstance(y, str):
             return self.embed([y]).expand(batch)
         if not -1 <= int(y) < len(self.class_names):
-            raise SSD3DError(f"class index {y} out of range (0..{len(self.class_names) - 1}, or -1)")
+            raise SSD3DError(
+                f"class index {y} out of range (0..{len(self.class_names) - 1}, or -1)"
+            )
         return torch.full((batch,), int(y), dtype=torch.long)
 
     def _rows(self, cond: Tensor, x: Tensor) -> Tensor:

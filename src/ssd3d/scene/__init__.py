@@ -101,6 +101,7 @@ __all__ = [
     "render",
     "sample_cameras",
     "sample_distances",
+    "sample_shading",
     "sh_basis",
     "shade",
     "spherical_cameras",

@@ -327,7 +327,7 @@ class ViewPromptConfig:
 def view_label(
     elevation_deg: float, azimuth_deg: float, config: ViewPromptConfig = ViewPromptConfig()
 ) -> str:
-    """"front", "side", "back" or "overhead" for one view (azimuth 0 = front, any wrap)."""
+    """The label ("front", "side", "back", "overhead") of one view; azimuth 0 = front."""
     if elevation_deg > config.overhead_threshold_deg:
         return "overhead"
     azimuth = (azimuth_deg + 180.0) % 360.0 - 180.0

@@ -21,9 +21,17 @@ from ssd3d.scene.rays import SCENE_BOUND
 NORMAL_EPS = 1e-6
 
 
+def normalize(vectors: Tensor, eps: float = NORMAL_EPS) -> Tensor:
+    """v / max(|v|, eps) along the last axis. [..., 3] -> [..., 3]
+
+    Same as ``F.normalize`` but written with rsqrt: its backward is ~2x faster on CPU.
+    """
+    return vectors * torch.rsqrt((vectors * vectors).sum(-1, keepdim=True).clamp(min=eps * eps))
+
+
 def outward_normals(density_gradient: Tensor) -> Tensor:
     """Outward normals: minus the normalised density gradient. [..., 3] -> [..., 3]"""
-    return -F.normalize(density_gradient, dim=-1, eps=NORMAL_EPS)
+    return -normalize(density_gradient)
 
 
 class RadianceField(nn.Module):
@@ -216,6 +224,8 @@ class VoxelGridField(RadianceField):
                 setattr(
                     self,
                     name,
-                    nn.Parameter(torch.empty(stored.shape, dtype=current.dtype, device=current.device)),
+                    nn.Parameter(
+                        torch.empty(stored.shape, dtype=current.dtype, device=current.device)
+                    ),
                 )
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

@@ -20,6 +20,7 @@ from torch import Tensor
 from ssd3d.errors import SSD3DError
 from ssd3d.scene._random import rand, randn
 from ssd3d.scene.cameras import Cameras
+from ssd3d.scene.fields import normalize
 
 SHADING_MODES = ("albedo", "lambertian", "textureless")
 
@@ -148,24 +149,31 @@ def sample_shading(
     return Shading(modes, direction * distance[:, None], config.ambient, config.diffuse)
 
 
-def shade(
-    albedo: Tensor, normals: Tensor | None, points: Tensor, shading: Shading
-) -> Tensor:
+def _per_view(mask: list[bool], on: Tensor, off: Tensor | float) -> Tensor | float:
+    """Select ``on`` for views where mask is True, ``off`` elsewhere (views on axis 0)."""
+    if all(mask):
+        return on
+    if not any(mask):
+        return off
+    m = torch.tensor(mask, device=on.device).reshape(-1, *([1] * (on.dim() - 1)))
+    return torch.where(m, on, off)
+
+
+def shade(albedo: Tensor, normals: Tensor | None, points: Tensor, shading: Shading) -> Tensor:
     """Colour of samples under each view's shading. Returns [B, ..., 3].
 
     albedo, normals, points [B, ..., 3] (view first); normals may be None when no view is lit.
     """
-    b = albedo.shape[0]
-    view = (b,) + (1,) * (albedo.dim() - 1)
-    textured = shading.textured.to(albedo.device).reshape(view)
-    base = torch.where(textured, albedo, torch.ones_like(albedo))
-    if not shading.needs_normals:
-        return base
+    textured = [m != "textureless" for m in shading.modes]
+    lit = [m != "albedo" for m in shading.modes]
+    if not any(lit):
+        return albedo  # every view is "albedo"
     if normals is None:
         raise SSD3DError("lit shading modes need normals; render computed none")
+    b = points.shape[0]
     light = shading.light_positions.to(points).reshape(b, *([1] * (points.dim() - 2)), 3)
-    to_light = F.normalize(light - points, dim=-1)
+    to_light = normalize(light - points)
     cosine = (normals * to_light).sum(-1, keepdim=True).clamp(min=0.0)
-    light_intensity = shading.ambient + shading.diffuse * cosine
-    lit = shading.lit.to(albedo.device).reshape(view)
-    return base * torch.where(lit, light_intensity, torch.ones_like(light_intensity))
+    intensity = _per_view(lit, shading.ambient + shading.diffuse * cosine, 1.0)  # [B, ..., 1]
+    base = _per_view(textured, albedo, 1.0)  # white where textureless
+    return (base * intensity).expand_as(albedo)

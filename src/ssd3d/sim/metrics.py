@@ -7,7 +7,7 @@ mixture; gradient variance is measured at fixed x0 over fresh noise draws.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -16,6 +16,7 @@ from torch import Tensor
 from ssd3d.estimators import Branch, Estimator
 from ssd3d.guidance import distillation_gradient
 from ssd3d.priors.gmm import GaussianMixturePrior
+from ssd3d.sim.stacked import Stacked
 
 # "Inside the support" = Mahalanobis distance < 3 in 2D, i.e. inside the ellipse that holds
 # P(chi2_2 < 9) = 1 - exp(-4.5) = 98.9% of a component's mass. In D dimensions a sample's
@@ -95,47 +96,34 @@ class GradientVariance:
 
 def gradient_variance(
     prior: GaussianMixturePrior,
-    estimator: Estimator,
+    estimators: Sequence[Estimator],
     x0: Tensor,
     t: int,
-    rows: Mapping[Branch, Tensor],
-    draws: int,
-    generator: torch.Generator,
-) -> GradientVariance:
-    """Variance of the estimator's gradient over ``draws`` noise draws at fixed x0 [S, D].
-
-    ``rows[branch]`` holds one conditioning row, [1]; all draws go through one prior call.
-    """
-    s, d = x0.shape
-    batch = draws * s
-    x = x0.repeat(draws, 1)
-    noise = torch.randn(batch, d, generator=generator, dtype=x0.dtype)
-    tt = torch.full((batch,), t, dtype=torch.long)
-    grad, _ = distillation_gradient(
-        prior, estimator, x, tt, noise, {b: r.expand(batch) for b, r in rows.items()}
-    )
-    g = grad.reshape(draws, s, d)
-    var = (g - g.mean(0)).square().sum(-1).mean(0)  # [S]
-    energy = g.square().sum(-1).mean(0)  # [S]
-    return GradientVariance(
-        variance=float(var.mean()),
-        relative=float((var / energy.clamp_min(1e-300)).mean()),
-    )
-
-
-def variance_by_t(
-    prior: GaussianMixturePrior,
-    estimator: Estimator,
-    x0: Tensor,
-    timesteps: Sequence[int],
-    rows: Mapping[Branch, Tensor],
+    rows: dict[Branch, Tensor],
     draws: int,
     seed: int,
 ) -> list[GradientVariance]:
-    """``gradient_variance`` at each t, each with the same noise (common random numbers)."""
+    """Each estimator's gradient variance at fixed x0 [S, D] and one timestep t.
+
+    Every estimator sees the same ``draws`` noise draws per point (one prior call for all);
+    ``rows[branch]`` holds one conditioning row, [1].
+    """
+    e, (s, d) = len(estimators), x0.shape
+    noise = torch.randn(draws * s, d, generator=torch.Generator().manual_seed(seed), dtype=x0.dtype)
+    batch = e * draws * s
+    grad, _ = distillation_gradient(
+        prior,
+        Stacked(tuple(estimators), draws * s),
+        x0.repeat(e * draws, 1),
+        torch.full((batch,), t, dtype=torch.long),
+        noise.repeat(e, 1),
+        {b: r.expand(batch) for b, r in rows.items()},
+    )
+    g = grad.reshape(e, draws, s, d)
+    var = (g - g.mean(1, keepdim=True)).square().sum(-1).mean(1)  # [E, S]
+    energy = g.square().sum(-1).mean(1)  # [E, S]
+    relative = (var / energy.clamp_min(1e-300)).mean(1)
     return [
-        gradient_variance(
-            prior, estimator, x0, t, rows, draws, torch.Generator().manual_seed(seed)
-        )
-        for t in timesteps
+        GradientVariance(variance=float(v), relative=float(r))
+        for v, r in zip(var.mean(1), relative, strict=True)
     ]

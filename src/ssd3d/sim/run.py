@@ -2,12 +2,14 @@
 
 The optimised "scene" is the particles themselves (x0 = theta, ``encode`` is the
 identity). Each step draws t with the scenario's schedule (the 3D pipeline's schedules),
-draws noise, asks ``ssd3d.guidance.distillation_gradient`` for the estimator's gradient
-(one batched prior call) and hands it to Adam or plain gradient descent. Every particle is
-its own scene: Adam keeps per-coordinate statistics, so particles do not interact.
+draws noise, asks ``ssd3d.guidance.distillation_gradient`` for the gradient (one batched
+prior call) and hands it to Adam or plain gradient descent. Every particle is its own
+scene: Adam's statistics are per coordinate, so particles do not interact.
 
-Every estimator of a scenario starts from the same particles and sees the same t and noise
-sequence (the generator is reseeded per run): differences come from the estimators alone.
+All estimators of a scenario run side by side in one batch (``Stacked``): each gets its
+own copy of the same starting particles and sees the same t and noise at every step
+(common random numbers), so differences come from the estimators alone, and a step costs
+one prior call for all of them.
 """
 
 from __future__ import annotations
@@ -20,11 +22,19 @@ import torch
 from torch import Tensor
 
 from ssd3d.errors import SSD3DError
-from ssd3d.estimators import SCHEDULES, Branch, Estimator, ModeSeeking, build_estimator, describe
+from ssd3d.estimators import (
+    SCHEDULES,
+    Branch,
+    Estimator,
+    ModeSeeking,
+    build_estimator,
+    describe,
+)
 from ssd3d.guidance import distillation_gradient
 from ssd3d.priors.gmm import GaussianMixturePrior
-from ssd3d.sim.metrics import GradientVariance, ParticleMetrics, particle_metrics, variance_by_t
+from ssd3d.sim.metrics import GradientVariance, ParticleMetrics, gradient_variance, particle_metrics
 from ssd3d.sim.scenario import Scenario
+from ssd3d.sim.stacked import Stacked
 
 # The estimators compared by default: label -> spec for build_estimator.
 DEFAULT_ESTIMATORS: dict[str, str] = {
@@ -43,7 +53,11 @@ DEFAULT_ESTIMATORS: dict[str, str] = {
 }
 
 # The control-variate coefficients of the variance-vs-t figure (ModeSeeking's switch).
-COEFFICIENTS: dict[str, str] = {"c = 1 (SDS)": "sds", "c = 0": "none", "adaptive c (SSD)": "adaptive"}
+COEFFICIENTS: dict[str, str] = {
+    "c = 1 (SDS)": "sds",
+    "c = 0": "none",
+    "adaptive c (SSD)": "adaptive",
+}
 
 
 @dataclass(frozen=True)
@@ -79,7 +93,6 @@ class EstimatorRun:
     trajectories: Tensor  # [steps + 1, tracked, D] positions of the first particles
     metrics: ParticleMetrics  # where the particles ended
     variance: tuple[GradientVariance, ...]  # at fixed x0 ~ p(x | y), one per timestep bin
-    seconds: float  # wall time of the optimisation
 
 
 @dataclass(frozen=True)
@@ -88,10 +101,12 @@ class ScenarioResult:
 
     scenario: Scenario
     prior: GaussianMixturePrior
+    initial: Tensor  # [N, D] the common starting particles
     runs: tuple[EstimatorRun, ...]
     bin_timesteps: tuple[int, ...]  # the centre t of each variance bin
     curve_timesteps: tuple[int, ...]  # the t grid of the curves
     curves: dict[str, tuple[GradientVariance, ...]]  # COEFFICIENTS label -> one per t
+    seconds: float  # wall time of the scenario
 
 
 def parse_estimators(text: str | None) -> dict[str, Estimator]:
@@ -126,43 +141,6 @@ def bin_centres(bins: int, num_train_timesteps: int) -> list[int]:
     return [int(width * (i + 0.5)) for i in range(bins)]
 
 
-def run_estimator(
-    scenario: Scenario,
-    prior: GaussianMixturePrior,
-    label: str,
-    estimator: Estimator,
-    config: SimulationConfig,
-    on_step: Callable[[], None] | None = None,
-) -> tuple[Tensor, Tensor, float]:
-    """Optimise the particles with one estimator: (final [N, D], trajectories, seconds)."""
-    start = time.perf_counter()
-    generator = torch.Generator().manual_seed(config.seed)
-    x = scenario.init_particles(config.particles, generator).requires_grad_(True)
-    n, d = x.shape
-    rows = {b: r.expand(n) for b, r in branch_rows(prior, scenario).items()}
-    schedule = SCHEDULES[scenario.optim.schedule]()
-    if scenario.optim.optimizer == "adam":
-        optimizer = torch.optim.Adam([x], lr=scenario.optim.lr)
-    else:
-        optimizer = torch.optim.SGD([x], lr=scenario.optim.lr)
-    tracked = min(config.tracked, n)
-    path = [x.detach()[:tracked].clone()]
-    for step in range(config.steps):
-        t = schedule.sample(step, config.steps, n, generator)
-        noise = torch.randn(n, d, generator=generator, dtype=x.dtype)
-        grad, _ = distillation_gradient(prior, estimator, x.detach(), t, noise, rows)
-        # The gradient is already d loss / d x0 per particle (surrogate_loss without the
-        # 1 / B batch mean, since each particle is its own scene).
-        x.grad = grad
-        optimizer.step()
-        path.append(x.detach()[:tracked].clone())
-        if on_step is not None:
-            on_step()
-    if not torch.isfinite(x).all():
-        raise SSD3DError(f"estimator '{label}' diverged to non-finite particles (lower optim.lr)")
-    return x.detach().clone(), torch.stack(path), time.perf_counter() - start
-
-
 def run_scenario(
     scenario: Scenario,
     estimators: dict[str, Estimator],
@@ -170,50 +148,88 @@ def run_scenario(
     on_step: Callable[[], None] | None = None,
 ) -> ScenarioResult:
     """Every estimator on one scenario, with metrics and gradient-variance measurements."""
+    start = time.perf_counter()
     prior = scenario.prior()
-    num_t = prior.alphas_cumprod.shape[0]
+    labels, ests = list(estimators), tuple(estimators.values())
+    e, n = len(ests), config.particles
+    generator = torch.Generator().manual_seed(config.seed)
+    initial = scenario.init_particles(n, generator)
+    d = initial.shape[1]
+    x = initial.repeat(e, 1).requires_grad_(True)  # [E * N, D], block i = estimator i
+    stacked = Stacked(ests, n)
+    rows = {b: r.expand(e * n) for b, r in branch_rows(prior, scenario).items()}
+    schedule = SCHEDULES[scenario.optim.schedule]()
+    if scenario.optim.optimizer == "adam":
+        optimizer = torch.optim.Adam([x], lr=scenario.optim.lr)
+    else:
+        optimizer = torch.optim.SGD([x], lr=scenario.optim.lr)
+    tracked = min(config.tracked, n)
+    path = [initial[:tracked].repeat(e, 1, 1)]
+    for step in range(config.steps):
+        t = schedule.sample(step, config.steps, n, generator)
+        noise = torch.randn(n, d, generator=generator, dtype=x.dtype)
+        grad, _ = distillation_gradient(
+            prior, stacked, x.detach(), t.repeat(e), noise.repeat(e, 1), rows
+        )
+        # grad is d loss / d x0 for each particle (surrogate_loss without the 1 / B batch
+        # mean, since each particle is its own scene).
+        x.grad = grad
+        optimizer.step()
+        path.append(x.detach().reshape(e, n, d)[:, :tracked].clone())
+        if on_step is not None:
+            on_step()
+    final = x.detach().reshape(e, n, d)
+    diverged = [lab for lab, f in zip(labels, final, strict=True) if not torch.isfinite(f).all()]
+    if diverged:
+        raise SSD3DError(
+            f"scenario '{scenario.name}': {', '.join(diverged)} diverged (lower optim.lr)"
+        )
+    trajectories = torch.stack(path, dim=1)  # [E, steps + 1, tracked, D]
+
     # Fixed x0 for every variance measurement: draws from the target p(x | y), so that all
     # estimators (and all c) are compared at the same points, on the data.
     x_fixed = prior.sample(
         scenario.prompt, config.variance_points, torch.Generator().manual_seed(config.seed + 1)
     )
-    rows = branch_rows(prior, scenario)
+    one_rows = branch_rows(prior, scenario)
+    num_t = prior.alphas_cumprod.shape[0]
     bins = bin_centres(config.variance_bins, num_t)
-    runs = []
-    for label, estimator in estimators.items():
-        final, path, seconds = run_estimator(scenario, prior, label, estimator, config, on_step)
-        variance = variance_by_t(
-            prior, estimator, x_fixed, bins, rows, config.variance_draws, config.seed + 2
+    by_bin = [
+        gradient_variance(prior, ests, x_fixed, t, one_rows, config.variance_draws, config.seed + 2)
+        for t in bins
+    ]
+    runs = tuple(
+        EstimatorRun(
+            label=label,
+            spec=describe(est),
+            final=final[i].clone(),
+            trajectories=trajectories[i].clone(),
+            metrics=particle_metrics(prior, final[i], scenario.prompt),
+            variance=tuple(v[i] for v in by_bin),
         )
-        runs.append(
-            EstimatorRun(
-                label=label,
-                spec=describe(estimator),
-                final=final,
-                trajectories=path,
-                metrics=particle_metrics(prior, final, scenario.prompt),
-                variance=tuple(variance),
-                seconds=seconds,
-            )
-        )
+        for i, (label, est) in enumerate(estimators.items())
+    )
     # The variance-vs-t figure: the mode-seeking term eps_cond - c eps alone, unweighted
     # (w(t) = 1), so that only the coefficient c differs between the curves.
+    terms = [ModeSeeking(variance_reduction=k, weighting="uniform") for k in COEFFICIENTS.values()]
     grid = torch.linspace(1, num_t - 1, config.curve_points).round().long().tolist()
-    curves = {
-        name: tuple(
-            variance_by_t(
-                prior,
-                ModeSeeking(variance_reduction=kind, weighting="uniform"),
-                x_fixed,
-                grid,
-                rows,
-                config.variance_draws,
-                config.seed + 2,
-            )
+    per_t = [
+        gradient_variance(
+            prior, terms, x_fixed, t, one_rows, config.variance_draws, config.seed + 2
         )
-        for name, kind in COEFFICIENTS.items()
-    }
-    return ScenarioResult(scenario, prior, tuple(runs), tuple(bins), tuple(grid), curves)
+        for t in grid
+    ]
+    curves = {name: tuple(v[i] for v in per_t) for i, name in enumerate(COEFFICIENTS)}
+    return ScenarioResult(
+        scenario=scenario,
+        prior=prior,
+        initial=initial,
+        runs=runs,
+        bin_timesteps=tuple(bins),
+        curve_timesteps=tuple(grid),
+        curves=curves,
+        seconds=time.perf_counter() - start,
+    )
 
 
 def simulate(

@@ -66,7 +66,9 @@ class Scenario:
     negative: str | None = None  # class of the negative prompt (NFSD); None: the empty prompt
     description: str = ""  # one line for the report
     dim: int | None = None  # D; needed only when every mean is written as a mapping
-    class_weights: tuple[float, ...] | None = None  # [C] of the unconditional mixture; None: uniform
+    class_weights: tuple[float, ...] | None = (
+        None  # [C] of the unconditional mixture; None: uniform
+    )
     beta_schedule: Literal["scaled_linear", "linear"] = "scaled_linear"  # diffusers' DDPM betas
     init: InitSpec = InitSpec()  # where the particles start
     optim: OptimSpec = OptimSpec()  # how they move
@@ -118,7 +120,9 @@ class Scenario:
                 row = torch.zeros(d, dtype=torch.float64)
                 for coord, value in m.items():
                     if not isinstance(coord, int) or not 0 <= coord < d:
-                        raise SSD3DError(f"{where}: coordinate {coord!r} is not an integer in [0, {d})")
+                        raise SSD3DError(
+                            f"{where}: coordinate {coord!r} is not an integer in [0, {d})"
+                        )
                     if isinstance(value, bool) or not isinstance(value, (int, float)):
                         raise SSD3DError(f"{where}: value for coordinate {coord} must be a number")
                     row[coord] = float(value)
@@ -132,7 +136,9 @@ class Scenario:
                 raise SSD3DError(f"{where}: must be a list of {d} numbers or a mapping; got {m!r}")
             rows.append(row)
         if not rows:
-            raise SSD3DError(f"classes[{index}] ('{spec.name}').means: needs at least one component")
+            raise SSD3DError(
+                f"classes[{index}] ('{spec.name}').means: needs at least one component"
+            )
         return torch.stack(rows)
 
     def prior(self) -> GaussianMixturePrior:

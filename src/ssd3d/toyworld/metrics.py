@@ -102,14 +102,20 @@ def chamfer_distance(a: Tensor, b: Tensor, chunk: int = CDIST_CHUNK) -> float:
 
     ``(mean_a min_b |a - b| + mean_b min_a |a - b|) / 2``: Euclidean (not squared), in
     scene units, so it reads as "the average distance to the other surface". inf when
-    either set is empty.
+    either set is empty. Two independent n-point samplings of one surface of area A are
+    about 0.5 sqrt(A / n) apart (0.01 for the torus at n = 4096): that is the floor.
     """
     if a.shape[0] == 0 or b.shape[0] == 0:
         return math.inf
     b = b.to(a.device, a.dtype)
 
     def directed(x: Tensor, y: Tensor) -> Tensor:
-        return torch.cat([torch.cdist(part, y).min(dim=1).values for part in x.split(chunk)])
+        # Direct differences, not cdist's |x|^2 - 2 x.y + |y|^2 shortcut, whose cancellation
+        # error (~1e-4 in float32) is a visible fraction of the distances measured here.
+        mode = "donot_use_mm_for_euclid_dist"
+        return torch.cat(
+            [torch.cdist(part, y, compute_mode=mode).min(dim=1).values for part in x.split(chunk)]
+        )
 
     return float((directed(a, b).mean() + directed(b, a).mean()) / 2)
 

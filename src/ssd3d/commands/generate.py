@@ -1,0 +1,68 @@
+"""``ssd3d generate`` and ``ssd3d export``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("generate")
+    def generate(
+        prompt: Annotated[Optional[str], typer.Argument(help="e.g. 'a red cube'")] = None,  # noqa: UP045
+        overrides: Annotated[
+            Optional[list[str]],  # noqa: UP045
+            typer.Argument(help="key=value config overrides, e.g. grid.resolution=32"),
+        ] = None,
+        prior: Annotated[
+            str,
+            typer.Option(help="toy (shipped), exact (ToyWorld's exact score), stable-diffusion"),
+        ] = "exact",
+        model: Annotated[
+            Optional[str], typer.Option(help="weights: folder, file or hub id")
+        ] = None,  # noqa: UP045
+        estimator: Annotated[
+            Optional[str],  # noqa: UP045
+            typer.Option(help="estimator spec, e.g. 'ssd tau=300' (see ssd3d estimators)"),
+        ] = None,
+        steps: Annotated[Optional[int], typer.Option(help="optimisation steps")] = None,  # noqa: UP045
+        seed: Annotated[Optional[int], typer.Option()] = None,  # noqa: UP045
+        out: Annotated[Path, typer.Option(help="parent folder of the run folder")] = Path(
+            "outputs"
+        ),
+        resume: Annotated[
+            Optional[Path],  # noqa: UP045
+            typer.Option(help="continue this run folder from its last checkpoint"),
+        ] = None,
+        device: Annotated[Optional[str], typer.Option(help="cpu or cuda")] = None,  # noqa: UP045
+        quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+    ) -> None:
+        """Generate a 3D asset from a prompt: mesh, turntable video and contact sheet."""
+        from ssd3d.errors import SSD3DError
+        from ssd3d.pipeline.config import resolve_config
+        from ssd3d.pipeline.run import generate as run_generate
+        from ssd3d.pipeline.run import resume as run_resume
+
+        if resume is not None:
+            if prompt is not None or overrides:
+                raise SSD3DError("--resume continues a run with its saved config: give no prompt")
+            run_dir = run_resume(resume, steps=steps, progress=not quiet)
+        else:
+            if prompt is None:
+                raise SSD3DError('give a prompt, e.g. ssd3d generate "a red cube"')
+            given = {"prompt": prompt, "model": model, "estimator": estimator, "steps": steps}
+            given |= {"seed": seed, "device": device}
+            fields = {k: v for k, v in given.items() if v is not None}
+            cfg = resolve_config(prior, fields, list(overrides or []))
+            run_dir = run_generate(cfg, out, progress=not quiet)
+        typer.echo(f"wrote {run_dir}")
+
+    @app.command("export")
+    def export(run_dir: Annotated[Path, typer.Argument(help="a run folder")]) -> None:
+        """Re-export a run's turntable video, contact sheet and mesh from its checkpoint."""
+        from ssd3d.pipeline.outputs import export_run
+
+        for name, path in export_run(run_dir).items():
+            typer.echo(f"{name:14s} {path}")

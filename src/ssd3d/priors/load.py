@@ -1,0 +1,40 @@
+"""Build a prior by name: the one place the pipeline learns which priors exist."""
+
+from __future__ import annotations
+
+from ssd3d.errors import SSD3DError
+from ssd3d.priors.base import DiffusionPrior
+
+PRIOR_NAMES = ("toy", "exact", "stable-diffusion")
+
+
+def load_prior(
+    name: str, model: str | None = None, device: str = "cpu", resolution: int = 32
+) -> DiffusionPrior:
+    """``toy``: the shipped ToyWorld UNet (``model`` = another .safetensors file);
+    ``exact``: ToyWorld's exact posterior over its rendered dataset (cached on first use);
+    ``stable-diffusion``: a diffusers checkpoint (``model`` = hub id or local folder).
+    """
+    if name == "toy":
+        from ssd3d.priors.toy import ToyPrior
+
+        return ToyPrior.load(model, device=device)
+    if name == "exact":
+        from ssd3d.priors.exact import ExactPrior
+        from ssd3d.toyworld.render_dataset import DatasetConfig, cached_dataset
+
+        if model is not None:
+            from ssd3d.toyworld.dataset_format import ToyDataset
+
+            data = ToyDataset.load(model)
+        else:
+            data = cached_dataset(DatasetConfig(resolution=resolution))
+        views = [data.view_names[int(v)] for v in data.view_labels]
+        prior = ExactPrior(data.images.float() / 255, data.labels, data.prompts, views=views)
+        return prior.to(device)
+    if name == "stable-diffusion":
+        from ssd3d.priors.stable_diffusion import StableDiffusionConfig, StableDiffusionPrior
+
+        kwargs = {"device": device} | ({"model": model} if model else {})
+        return StableDiffusionPrior(StableDiffusionConfig(**kwargs))
+    raise SSD3DError(f"unknown prior '{name}' (known: {', '.join(PRIOR_NAMES)})")

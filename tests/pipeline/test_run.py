@@ -1,0 +1,136 @@
+"""The distillation loop end to end on a tiny exact prior: outputs, resume, bad input."""
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import trimesh
+from safetensors.torch import load_file
+
+from ssd3d.errors import SSD3DError
+from ssd3d.pipeline.loop import NonFiniteGradient
+from ssd3d.pipeline.run import generate, resume, slugify
+
+
+def scene_tensors(run_dir: Path) -> dict:
+    return load_file(str(run_dir / "checkpoint" / "scene.safetensors"))
+
+
+def test_run_writes_every_output(tmp_path, tiny_prior, tiny_config):
+    run_dir = generate(tiny_config, tmp_path, prior=tiny_prior, progress=False)
+    assert run_dir == tmp_path / "a-red-disk"
+    for name in ["config.yaml", "log.jsonl", "summary.json", "contact_sheet.png"]:
+        assert (run_dir / name).is_file(), name
+    lines = (run_dir / "log.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == list(range(1, 7))
+    record = json.loads(lines[0])
+    assert len(record["t"]) == 2 and record["grad_norm"] > 0
+    mesh = trimesh.load(run_dir / "mesh.glb", force="mesh")
+    assert len(mesh.faces) > 0 and mesh.visual.vertex_colors.shape[1] == 4
+    assert (run_dir / "mesh.obj").stat().st_size > 0
+    import imageio.v3 as iio
+
+    assert iio.imread(run_dir / "turntable.mp4").shape[0] == 4
+    assert iio.imread(run_dir / "turntable.gif").ndim == 4
+    # a second run of the same prompt never overwrites the first
+    assert generate(tiny_config, tmp_path, prior=tiny_prior, progress=False).name == "a-red-disk-2"
+
+
+def test_distillation_changes_the_scene_toward_the_prompt_colour(tmp_path, tiny_prior, tiny_config):
+    cfg = dataclasses.replace(tiny_config, steps=30, checkpoint_every=30)
+    from ssd3d.pipeline.run import prepare
+
+    run = prepare(cfg, tiny_prior)
+    for _ in range(cfg.steps):
+        run.run_step()
+    albedo = torch.sigmoid(run.scene.field.albedo_raw).mean(dim=(1, 2, 3))
+    assert albedo[0] > albedo[2] + 0.05  # red beats blue: the prompt, not the other class
+
+
+def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, tiny_prior, tiny_config):
+    straight = generate(tiny_config, tmp_path / "a", prior=tiny_prior, progress=False)
+    stopped = generate(tiny_config, tmp_path / "b", prior=tiny_prior, stop_after=3, progress=False)
+    assert json.loads((stopped / "checkpoint" / "state.json").read_text())["step"] == 3
+    assert not (stopped / "summary.json").exists()
+    resume(stopped, prior=tiny_prior, progress=False)
+    a, b = scene_tensors(straight), scene_tensors(stopped)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert len((stopped / "log.jsonl").read_text().splitlines()) == tiny_config.steps
+
+
+def test_resume_with_grid_growth(tmp_path, tiny_prior, tiny_config):
+    from ssd3d.pipeline.config import GrowthConfig
+
+    cfg = dataclasses.replace(tiny_config, growth=GrowthConfig(steps=(2, 4), resolutions=(10, 12)))
+    straight = generate(cfg, tmp_path / "a", prior=tiny_prior, progress=False)
+    stopped = generate(cfg, tmp_path / "b", prior=tiny_prior, stop_after=3, progress=False)
+    resume(stopped, prior=tiny_prior, progress=False)
+    a, b = scene_tensors(straight), scene_tensors(stopped)
+    assert a["field.density_raw"].shape == (12, 12, 12)
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+@pytest.mark.parametrize(
+    "change,needle",
+    [
+        ({"estimator": "ssdd"}, "unknown estimator"),
+        ({"estimator": "ssd tau=5000"}, "tau"),
+        ({"prompt": "a green teapot"}, "a red disk"),
+        ({"device": "cuda"}, "cuda"),
+    ],
+)
+def test_bad_input_fails_before_writing_anything(tmp_path, tiny_prior, tiny_config, change, needle):
+    if change.get("device") == "cuda" and torch.cuda.is_available():
+        pytest.skip("CUDA present")
+    cfg = dataclasses.replace(tiny_config, **change)
+    with pytest.raises(SSD3DError, match=needle):
+        generate(cfg, tmp_path / "out", prior=tiny_prior, progress=False)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_unwritable_output_folder(tmp_path, tiny_prior, tiny_config):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(SSD3DError, match="output folder"):
+        generate(tiny_config, blocker / "sub", prior=tiny_prior, progress=False)
+
+
+def test_resume_missing_or_corrupt_checkpoint(tmp_path, tiny_prior, tiny_config):
+    with pytest.raises(SSD3DError, match="not an ssd3d run folder"):
+        resume(tmp_path, prior=tiny_prior)
+    run_dir = generate(tiny_config, tmp_path, prior=tiny_prior, stop_after=2, progress=False)
+    (run_dir / "checkpoint" / "scene.safetensors").write_bytes(b"garbage")
+    with pytest.raises(SSD3DError, match="corrupt"):
+        resume(run_dir, prior=tiny_prior, progress=False)
+
+
+class NaNPrior:
+    def __init__(self, inner, bad_step_calls):
+        self.inner, self.calls, self.bad = inner, 0, bad_step_calls
+        self.alphas_cumprod = inner.alphas_cumprod
+
+    def embed(self, prompts):
+        return self.inner.embed(prompts)
+
+    def encode(self, images):
+        return self.inner.encode(images)
+
+    def predict_noise(self, x_t, t, cond):
+        self.calls += 1
+        eps = self.inner.predict_noise(x_t, t, cond)
+        return eps * float("nan") if self.calls > self.bad else eps
+
+
+def test_non_finite_gradient_is_reported_with_its_step(tmp_path, tiny_prior, tiny_config):
+    with pytest.raises(NonFiniteGradient, match="step 2"):
+        generate(tiny_config, tmp_path, prior=NaNPrior(tiny_prior, 2), progress=False)
+
+
+def test_slugify():
+    assert slugify("A Red  Cube!") == "a-red-cube"
+    assert slugify("!!!") == "run"
