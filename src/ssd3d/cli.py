@@ -12,7 +12,7 @@ import typer
 
 from ssd3d.errors import SSD3DError
 
-COMMAND_MODULES = ("estimators", "generate")
+COMMAND_MODULES = ("estimators", "generate", "toyworld")
 
 app = typer.Typer(
     name="ssd3d",

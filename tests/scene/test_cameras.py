@@ -165,3 +165,19 @@ def test_orbit_starts_at_front_and_is_even():
 def test_camera_config_rejects_bad_values(kwargs, name):
     with pytest.raises(SSD3DError, match=name):
         CameraConfig(**kwargs)
+
+
+def test_scene_configs_take_checked_overrides():
+    from ssd3d.config import apply_overrides
+    from ssd3d.scene import RenderConfig, ShadingConfig, VoxelGridConfig
+
+    cfg = apply_overrides(CameraConfig(), ["distance_range=[1.8, 2.2]", "width=48"])
+    assert cfg.distance_range == (1.8, 2.2) and cfg.width == 48
+    with pytest.raises(SSD3DError, match="distance_range"):
+        apply_overrides(CameraConfig(), ["distance_rang=[1, 2]"])
+    with pytest.raises(SSD3DError, match="distance_range"):
+        apply_overrides(CameraConfig(), ["distance_range=[3, 2]"])
+    assert apply_overrides(ViewPromptConfig(), ["enabled=false"]).enabled is False
+    assert apply_overrides(ShadingConfig(), ["ambient=0.2"]).ambient == 0.2
+    assert apply_overrides(RenderConfig(), ["num_samples=64"]).num_samples == 64
+    assert apply_overrides(VoxelGridConfig(), ["resolution=48"]).resolution == 48

@@ -43,20 +43,20 @@ def test_iou_of_nested_spheres_is_the_volume_ratio():
 
 
 @pytest.mark.parametrize(
-    ("shape", "yaw", "gain"), [("wedge", 90.0, 0.3), ("arrow", 130.0, 0.3), ("mug", 250.0, 0.05)]
+    ("shape", "yaw", "gain"), [("wedge", 90.0, 0.3), ("arrow", 210.0, 0.3), ("mug", 300.0, 0.05)]
 )
 def test_yaw_alignment_recovers_a_turned_copy(shape, yaw, gain):
     # gain: how much better the aligned IoU is than yaw 0 (the mug differs only by its handle)
     turned = GroundTruthField(shape, "blue", yaw_deg=yaw)
-    iou, best = iou_over_yaw(
-        turned.density, shape, threshold=turned.surface_density, resolution=RES
-    )
-    assert best == yaw
-    assert iou > (0.999 if yaw % 90 == 0 else 0.9)
-    unaligned, _ = iou_over_yaw(
-        turned.density, shape, threshold=turned.surface_density, resolution=RES, n_yaw=1
-    )
+    kwargs = {"threshold": turned.surface_density, "resolution": RES}
+    iou, best = iou_over_yaw(turned.density, shape, n_yaw=12, **kwargs)
+    assert best == yaw and iou == pytest.approx(1.0)
+    unaligned, _ = iou_over_yaw(turned.density, shape, n_yaw=1, **kwargs)
     assert unaligned < iou - gain
+    # Between candidates (yaw 15 on a 30-degree grid) the nearest candidate is picked.
+    between = GroundTruthField(shape, "blue", yaw_deg=yaw + 12)
+    iou, best = iou_over_yaw(between.density, shape, n_yaw=12, **kwargs)
+    assert best == yaw and 0.6 < iou < 1.0
 
 
 def test_chamfer_known_values():
@@ -113,6 +113,7 @@ def test_score_object_on_the_truth_and_on_a_turned_copy():
         true_renders=images,
         threshold=field.surface_density,
         resolution=RES,
+        n_yaw=12,
         n_surface=3000,
         generator=_gen(4),
     )
@@ -123,7 +124,9 @@ def test_score_object_on_the_truth_and_on_a_turned_copy():
         COLOURS["yellow"]
     )
     assert scores["psnr"] == math.inf and scores["threshold"] == field.surface_density
-    bare = score_object(field.density, field.albedo, "a yellow mug", resolution=32, n_surface=64)
+    bare = score_object(
+        field.density, field.albedo, "a yellow mug", resolution=32, n_yaw=4, n_surface=64
+    )
     assert math.isnan(bare["chamfer"]) and math.isnan(bare["psnr"])
 
 

@@ -133,6 +133,8 @@ def test_ground_truth_field():
     turned = GroundTruthField("wedge", "red", yaw_deg=180)
     assert turned.sdf(torch.tensor([(0.0, -0.3, 0.2)])) < 0  # the wall now faces -y
     assert list(field.parameters()) == []
+    from_prompt = GroundTruthField.from_prompt("a blue cube, back view")
+    assert (from_prompt.shape, from_prompt.colour) == ("cube", "blue")
 
 
 def test_unknown_shape_or_colour():
@@ -140,3 +142,18 @@ def test_unknown_shape_or_colour():
         GroundTruthField("dodecahedron", "red")
     with pytest.raises(SSD3DError, match="purple"):
         GroundTruthField("cube", "orange")
+
+
+def test_renders_as_an_opaque_object_with_the_scene_renderer():
+    # DENSITY_SCALE must make the true surface opaque at 48 samples per ray: the centre
+    # pixel of an albedo render is the colour, a corner pixel is the white background.
+    from ssd3d.scene import SolidBackground, orbit_cameras
+    from ssd3d.scene.render import render
+
+    cams = orbit_cameras(1, width=16, height=16)
+    out = render(GroundTruthField("cube", "purple"), cams, SolidBackground((1.0, 1.0, 1.0)))
+    assert out.opacity[0, 0, 8, 8] > 0.999 and out.opacity[0, 0, 0, 0] < 1e-3
+    torch.testing.assert_close(
+        out.rgb[0, :, 8, 8], torch.tensor(COLOURS["purple"]), atol=1e-3, rtol=0
+    )
+    torch.testing.assert_close(out.rgb[0, :, 0, 0], torch.ones(3), atol=1e-3, rtol=0)

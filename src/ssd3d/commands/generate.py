@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -11,32 +11,30 @@ import typer
 def register(app: typer.Typer) -> None:
     @app.command("generate")
     def generate(
-        prompt: Annotated[Optional[str], typer.Argument(help="e.g. 'a red cube'")] = None,  # noqa: UP045
+        prompt: Annotated[str | None, typer.Argument(help="e.g. 'a red cube'")] = None,
         overrides: Annotated[
-            Optional[list[str]],  # noqa: UP045
+            list[str] | None,
             typer.Argument(help="key=value config overrides, e.g. grid.resolution=32"),
         ] = None,
         prior: Annotated[
             str,
             typer.Option(help="toy (shipped), exact (ToyWorld's exact score), stable-diffusion"),
         ] = "exact",
-        model: Annotated[
-            Optional[str], typer.Option(help="weights: folder, file or hub id")
-        ] = None,  # noqa: UP045
+        model: Annotated[str | None, typer.Option(help="weights: folder, file or hub id")] = None,
         estimator: Annotated[
-            Optional[str],  # noqa: UP045
+            str | None,
             typer.Option(help="estimator spec, e.g. 'ssd tau=300' (see ssd3d estimators)"),
         ] = None,
-        steps: Annotated[Optional[int], typer.Option(help="optimisation steps")] = None,  # noqa: UP045
-        seed: Annotated[Optional[int], typer.Option()] = None,  # noqa: UP045
+        steps: Annotated[int | None, typer.Option(help="optimisation steps")] = None,
+        seed: Annotated[int | None, typer.Option()] = None,
         out: Annotated[Path, typer.Option(help="parent folder of the run folder")] = Path(
             "outputs"
         ),
         resume: Annotated[
-            Optional[Path],  # noqa: UP045
+            Path | None,
             typer.Option(help="continue this run folder from its last checkpoint"),
         ] = None,
-        device: Annotated[Optional[str], typer.Option(help="cpu or cuda")] = None,  # noqa: UP045
+        device: Annotated[str | None, typer.Option(help="cpu or cuda")] = None,
         quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
     ) -> None:
         """Generate a 3D asset from a prompt: mesh, turntable video and contact sheet."""

@@ -19,7 +19,7 @@ from torch import Tensor
 from ssd3d.errors import SSD3DError
 from ssd3d.estimators import Estimator, build_estimator, surrogate_loss
 from ssd3d.estimators.base import Branch
-from ssd3d.guidance import distillation_gradient
+from ssd3d.guidance import noise_predictions
 from ssd3d.pipeline.checkpoint import TrainingState, load_checkpoint, save_checkpoint
 from ssd3d.pipeline.config import GenerateConfig
 from ssd3d.priors.base import DiffusionPrior
@@ -172,8 +172,10 @@ class Distillation:
         noise = torch.randn(x0.shape, generator=gen, dtype=x0.dtype).to(self.device)
         labels = view_labels(cameras, cfg.view_prompts)
         rows = self.conditioning.rows(labels)
-        grad, _ = distillation_gradient(self.prior, self.estimator, x0, t, noise, rows)
-        lap("prior_and_estimator")
+        preds = noise_predictions(self.prior, x0, t, noise, rows, self.estimator.branches())
+        lap("prior")
+        grad = self.estimator(preds)
+        lap("estimator")
         if not torch.isfinite(grad).all():
             raise NonFiniteGradient(
                 f"non-finite score-distillation gradient at step {self.step} "

@@ -103,21 +103,23 @@ class VoxelGridField(RadianceField):
     Grid layout follows ``grid_sample``: index [z, y, x], node i of an axis at
     -1 + 2 i / (R - 1) (align_corners=True), so the outermost nodes sit on the cube's faces.
 
-    Why a dense grid (not a hash grid / MLP) on CPU: one trilinear ``grid_sample`` over the
-    ~10^5 sample points of a step is a single vectorised gather, and its backward a single
-    scatter-add; a multiresolution hash grid needs 16+ levels of hashing plus an MLP per
-    point, which without tiny-cuda-nn's fused kernels is several times slower in plain
-    PyTorch. At 24^3-48^3 the grid also has few enough parameters (14k-110k per channel)
-    that Adam's update is free. Measured on this 2-core CPU (2 views of 32x32, 48 samples,
-    lambertian shading with normals, forward / backward):
-      24^3: 33 ms / 42 ms;  48^3: 34 ms / 47 ms.
+    Why a dense grid (not a hash grid or an MLP) on CPU: one trilinear ``grid_sample`` over the
+    ~10^5 sample points of a step is a single vectorised gather and its backward a single
+    scatter-add; a multiresolution hash grid needs 16 levels of hashed gathers plus an MLP
+    per point (tiny-cuda-nn fuses these on a GPU; plain PyTorch on CPU cannot), and hashing
+    buys nothing at 24^3-48^3, where the dense grid has only 14k-110k cells per channel.
+    Measured with ``render`` (2 views of 32x32, 48 samples, one torch thread, best of 20
+    calls over 3 runs on the shared 2-core machine; other agents kept its load at 4-9, so
+    single runs were up to 1.7x slower), forward / backward:
+      24^3: 18 / 30 ms lambertian (normals computed), 11 / 16 ms albedo only (no normals);
+      48^3: 24 / 39 ms lambertian (normals computed), 14 / 21 ms albedo only (no normals).
 
     Normals: central differences of the *activated* density on the grid nodes give a
-    gradient grid [3, R, R, R]; it is sampled trilinearly in the same ``grid_sample`` call as
-    density and albedo (7 channels, one gather). Finite differences at the points instead
-    need 6 extra gathers; measured: forward+backward of the grid-gradient normals is ~1.6x
-    faster (see the module README in the report), and both agree to within a degree on smooth
-    shapes.
+    gradient grid [3, R, R, R], sampled trilinearly in the same ``grid_sample`` call as
+    density and albedo (7 channels, one gather). Central differences at the points instead
+    (``RadianceField.normals``) need 6 more gathers: 70 / 103 ms at 24^3 and 111 / 171 ms at
+    48^3 for the same render, 4x slower. The two agree to a median of 1.7 degrees at 24^3
+    (0.6 at 48^3) on a smooth blob.
 
     ``grow(r)`` replaces the parameters: rebuild the optimiser (and its state) afterwards.
     The resolution round-trips through ``state_dict`` / ``load_state_dict``: loading a

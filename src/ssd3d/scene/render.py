@@ -172,9 +172,9 @@ def render(
     depth = (weights * t).sum(dim=-1)
     normal_map = None
     if normals is not None:
-        normal_map = (weights[..., None] * normals).sum(dim=-2).permute(0, 3, 1, 2)
+        normal_map = (weights[..., None] * normals).sum(dim=-2).permute(0, 3, 1, 2).contiguous()
     return RenderOutput(
-        rgb=rgb.permute(0, 3, 1, 2),
+        rgb=rgb.permute(0, 3, 1, 2).contiguous(),
         opacity=opacity[:, None],
         depth=depth[:, None],
         normal=normal_map,

@@ -68,8 +68,8 @@ class SimulationConfig:
     particles: int = 256  # N; 5% coverage threshold = 13 particles
     seed: int = 0  # seeds the start, the t and noise sequences and the variance draws
     tracked: int = 6  # particles whose whole trajectory is kept for the figures
-    variance_points: int = 32  # fixed x0 ~ p(x | y) at which gradient variance is measured
-    variance_draws: int = 64  # noise draws per point and t
+    variance_points: int = 16  # fixed x0 ~ p(x | y) at which gradient variance is measured
+    variance_draws: int = 32  # noise draws per point and t
     variance_bins: int = 10  # timestep bins of width T / bins (per-estimator variance)
     curve_points: int = 25  # timesteps on the variance-vs-t figure's grid
 
@@ -107,6 +107,45 @@ class ScenarioResult:
     curve_timesteps: tuple[int, ...]  # the t grid of the curves
     curves: dict[str, tuple[GradientVariance, ...]]  # COEFFICIENTS label -> one per t
     seconds: float  # wall time of the scenario
+
+
+class Adam:
+    """torch.optim.Adam's update (defaults betas (0.9, 0.999), eps 1e-8), elementwise.
+
+    Written out because it is five lines, and importing torch.optim costs seconds (it
+    pulls in torch._dynamo) in a command that should take seconds.
+    """
+
+    def __init__(self, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+        self.lr, self.betas, self.eps = lr, betas, eps
+        self.m: Tensor | None = None  # first moment, like the parameters
+        self.v: Tensor | None = None  # second moment
+        self.k = 0  # steps taken
+
+    def step(self, x: Tensor, grad: Tensor) -> None:
+        """x <- x - lr m_hat / (sqrt(v_hat) + eps), in place."""
+        b1, b2 = self.betas
+        if self.m is None or self.v is None:
+            self.m, self.v = torch.zeros_like(x), torch.zeros_like(x)
+        self.k += 1
+        self.m.lerp_(grad, 1 - b1)
+        self.v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
+        denom = (self.v / (1 - b2**self.k)).sqrt_().add_(self.eps)
+        x.addcdiv_(self.m, denom, value=-self.lr / (1 - b1**self.k))
+
+
+class GradientDescent:
+    """Plain gradient descent: x <- x - lr g."""
+
+    def __init__(self, lr: float):
+        self.lr = lr
+
+    def step(self, x: Tensor, grad: Tensor) -> None:
+        x.add_(grad, alpha=-self.lr)
+
+
+# Scenario ``optim.optimizer`` -> update rule.
+OPTIMIZERS = {"adam": Adam, "sgd": GradientDescent}
 
 
 def parse_estimators(text: str | None) -> dict[str, Estimator]:
@@ -155,30 +194,24 @@ def run_scenario(
     generator = torch.Generator().manual_seed(config.seed)
     initial = scenario.init_particles(n, generator)
     d = initial.shape[1]
-    x = initial.repeat(e, 1).requires_grad_(True)  # [E * N, D], block i = estimator i
+    x = initial.repeat(e, 1)  # [E * N, D], block i = estimator i
     stacked = Stacked(ests, n)
     rows = {b: r.expand(e * n) for b, r in branch_rows(prior, scenario).items()}
     schedule = SCHEDULES[scenario.optim.schedule]()
-    if scenario.optim.optimizer == "adam":
-        optimizer = torch.optim.Adam([x], lr=scenario.optim.lr)
-    else:
-        optimizer = torch.optim.SGD([x], lr=scenario.optim.lr)
+    optimizer = OPTIMIZERS[scenario.optim.optimizer](scenario.optim.lr)
     tracked = min(config.tracked, n)
     path = [initial[:tracked].repeat(e, 1, 1)]
     for step in range(config.steps):
         t = schedule.sample(step, config.steps, n, generator)
         noise = torch.randn(n, d, generator=generator, dtype=x.dtype)
-        grad, _ = distillation_gradient(
-            prior, stacked, x.detach(), t.repeat(e), noise.repeat(e, 1), rows
-        )
+        grad, _ = distillation_gradient(prior, stacked, x, t.repeat(e), noise.repeat(e, 1), rows)
         # grad is d loss / d x0 for each particle (surrogate_loss without the 1 / B batch
         # mean, since each particle is its own scene).
-        x.grad = grad
-        optimizer.step()
-        path.append(x.detach().reshape(e, n, d)[:, :tracked].clone())
+        optimizer.step(x, grad)
+        path.append(x.reshape(e, n, d)[:, :tracked].clone())
         if on_step is not None:
             on_step()
-    final = x.detach().reshape(e, n, d)
+    final = x.reshape(e, n, d)
     diverged = [lab for lab, f in zip(labels, final, strict=True) if not torch.isfinite(f).all()]
     if diverged:
         raise SSD3DError(

@@ -14,9 +14,11 @@ from ssd3d.toyworld.metrics import (
     score_object,
 )
 from ssd3d.toyworld.shapes import (
+    SHAPE_RADIUS,
     SHAPES,
     UP_AXIS,
     GroundTruthField,
+    get_shape,
     rotate_yaw,
     sdf,
     surface_mesh,
@@ -35,6 +37,7 @@ from ssd3d.toyworld.vocabulary import (
 __all__ = [
     "COLOURS",
     "DEFAULT_OCCUPANCY_THRESHOLD",
+    "SHAPE_RADIUS",
     "SHAPES",
     "UP_AXIS",
     "VIEW_LABELS",
@@ -44,6 +47,7 @@ __all__ = [
     "chamfer_distance",
     "colour_error",
     "colour_rgb",
+    "get_shape",
     "iou_over_yaw",
     "make_prompt",
     "parse_prompt",

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from ssd3d.errors import SSD3DError
-from ssd3d.toyworld.shapes import SHAPE_RADIUS, get_shape, sdf, surface_points
+from ssd3d.toyworld.shapes import SHAPE_RADIUS, get_shape, rotate_yaw, sdf, surface_points
 from ssd3d.toyworld.vocabulary import colour_rgb, parse_prompt
 
 DensityFn = Callable[[Tensor], Tensor]
@@ -84,16 +84,16 @@ def iou_over_yaw(
     generated = _chunked(density_fn, points, chunk).reshape(-1) > threshold
     near = points.norm(dim=-1) <= SHAPE_RADIUS + 2 / resolution
     near_points, generated_near = points[near], generated[near]
-    n_generated = int(generated.sum())
     yaws = [0.0] if get_shape(shape).yaw_symmetric else yaw_candidates_deg(n_yaw)
-    best_iou, best_yaw = -1.0, 0.0
-    for yaw in yaws:
-        true = _chunked(lambda p, y=yaw: sdf(shape, p, math.radians(y)), near_points, chunk) < 0
-        inter = int((true & generated_near).sum())
-        union = n_generated + int(true.sum()) - inter
-        iou = inter / union if union > 0 else 0.0
-        if iou > best_iou:
-            best_iou, best_yaw = iou, yaw
+    # The grid turned backwards by every candidate yaw, in one batch [Y * M, 3]: one SDF pass
+    # instead of one per yaw (the per-op overhead dominates at these sizes).
+    queries = torch.cat([rotate_yaw(near_points, -math.radians(y)) for y in yaws])
+    true = (_chunked(lambda p: sdf(shape, p), queries, chunk) < 0).reshape(len(yaws), -1)
+    inter = (true & generated_near).sum(dim=1)
+    union = int(generated.sum()) + true.sum(dim=1) - inter
+    iou = torch.where(union > 0, inter / union.clamp(min=1), 0.0)
+    best = int(iou.argmax())  # the first maximum: ties keep the smallest yaw
+    best_iou, best_yaw = float(iou[best]), yaws[best]
     return best_iou, best_yaw
 
 

@@ -105,15 +105,23 @@ def cache_dir() -> Path:
     return Path(os.environ.get("SSD3D_CACHE", Path.home() / ".cache" / "ssd3d"))
 
 
-def cached_dataset(cfg: DatasetConfig = DatasetConfig(), progress=True) -> ToyDataset:
-    """The default-prompt dataset for ``cfg``, rendered once and cached as safetensors."""
+def cached_path(cfg: DatasetConfig) -> Path:
+    """Where ``cached_dataset(cfg)`` keeps its file: the name hashes the whole config."""
     key = json.dumps([DATASET_VERSION, to_dict(cfg)], sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:10]
     name = f"toyworld-{cfg.views_per_prompt}x{cfg.resolution}px-{digest}.safetensors"
-    path = cache_dir() / "datasets" / name
+    return cache_dir() / "datasets" / name
+
+
+def cached_dataset(cfg: DatasetConfig = DatasetConfig(), progress=True) -> ToyDataset:
+    """The default-prompt dataset for ``cfg``, rendered once and cached as safetensors."""
+    path = cached_path(cfg)
     if path.is_file():
         return ToyDataset.load(path)
     dataset = render_dataset(cfg, progress=progress)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    dataset.save(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        dataset.save(path)
+    except OSError as e:  # a read-only cache is no reason to fail the run
+        print(f"warning: could not cache the ToyWorld dataset at {path}: {e.strerror}")
     return dataset

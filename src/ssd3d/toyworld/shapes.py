@@ -38,14 +38,15 @@ UP_AXIS = 2
 SHAPE_RADIUS = 0.6
 
 # Ground-truth density = DENSITY_SCALE * sigmoid(-sdf / SURFACE_WIDTH).
-# Scale: the renderer takes 48 samples per ray over roughly 2 scene units, a step of ~0.04;
-# 100 per unit gives optical depth 4 per step, so one sample inside is ~98% opaque and the
-# surface renders solid.
+# Scale: the renderer spreads 48 samples over a ray's chord of the scene cube (2 to 3.5
+# units), a step of 0.04-0.07; 100 per unit is optical depth 4-7 per step, so one sample
+# inside is >= 98% opaque and the surface renders solid.
 DENSITY_SCALE = 100.0
-# Width: a quarter of that sample step and about a sixth of a pixel at 32x32 (~0.06 units),
-# so edges are sharp at the render's resolution while a surface falling between two samples
-# still gives the nearer outside sample partial opacity instead of aliasing to the grid.
-# The rendered surface therefore sits about one width (0.01) outside sdf = 0.
+# Width: a quarter of the smallest sample step and a seventh of a pixel at 32x32 (0.07 units
+# at the orbit's distance 2.25 and fov 55), so edges are sharp at the render's resolution
+# while a surface falling between two samples still gives the nearer outside sample partial
+# opacity instead of snapping to the sample grid. The rendered surface therefore sits about
+# one width (0.01) outside sdf = 0.
 SURFACE_WIDTH = 0.01
 
 # Marching-cubes grid for the true surface: 96 points over [-0.7, 0.7] is a spacing of
@@ -118,19 +119,22 @@ def sdf_torus(p: Tensor, major: float, minor: float) -> Tensor:
 
 
 def sdf_polygon(u: Tensor, v: Tensor, vertices: tuple[tuple[float, float], ...]) -> Tensor:
-    """Exact 2D signed distance to a simple polygon (IQ's sdPolygon), points (u, v) [N]."""
-    verts = [(float(a), float(b)) for a, b in vertices]
-    d2 = (u - verts[0][0]) ** 2 + (v - verts[0][1]) ** 2
-    inside = torch.zeros_like(u, dtype=torch.bool)
-    for i in range(len(verts)):
-        (xi, yi), (xj, yj) = verts[i], verts[i - 1]
-        ex, ey = xj - xi, yj - yi
-        wx, wy = u - xi, v - yi
-        h = ((wx * ex + wy * ey) / (ex * ex + ey * ey)).clamp(0, 1)
-        d2 = torch.minimum(d2, (wx - ex * h) ** 2 + (wy - ey * h) ** 2)
-        # Crossing-number parity along +u: the edge straddles v and the point is left of it.
-        c1, c2, c3 = v >= yi, v < yj, ex * wy > ey * wx
-        inside ^= (c1 & c2 & c3) | (~c1 & ~c2 & ~c3)
+    """Exact 2D signed distance to a simple polygon (IQ's sdPolygon), points (u, v) [N].
+
+    All K edges at once: [N, K] tensors, the distance to the nearest edge and the parity of
+    the edges crossed by a ray along +u (odd = inside), either winding.
+    """
+    vi = torch.tensor(vertices, dtype=u.dtype, device=u.device)  # [K, 2], edge i: v_i -> v_i-1
+    e = vi.roll(1, dims=0) - vi  # [K, 2]
+    wu, wv = u[:, None] - vi[:, 0], v[:, None] - vi[:, 1]  # [N, K]
+    h = ((wu * e[:, 0] + wv * e[:, 1]) / (e * e).sum(dim=1)).clamp(0, 1)
+    d2 = ((wu - e[:, 0] * h) ** 2 + (wv - e[:, 1] * h) ** 2).min(dim=1).values
+    # The edge straddles v (half-open, so a vertex is counted once) and the point is on the
+    # side the crossing-number test needs: all three true or all three false.
+    c1 = v[:, None] >= vi[:, 1]
+    c2 = v[:, None] < vi.roll(1, dims=0)[:, 1]
+    c3 = e[:, 0] * wv > e[:, 1] * wu
+    inside = ((c1 & c2 & c3) | (~c1 & ~c2 & ~c3)).sum(dim=1) % 2 == 1
     return torch.where(inside, -1.0, 1.0).to(u.dtype) * torch.sqrt(d2.clamp(min=1e-30))
 
 
@@ -268,7 +272,7 @@ class GroundTruthField(RadianceField):
         surface_width: float = SURFACE_WIDTH,
     ) -> None:
         super().__init__()
-        from ssd3d.toyworld.vocabulary import colour_rgb
+        from ssd3d.toyworld.vocabulary import colour_rgb  # vocabulary imports this module
 
         get_shape(shape)
         if not (density_scale > 0 and surface_width > 0):
@@ -280,6 +284,14 @@ class GroundTruthField(RadianceField):
         self.yaw_rad = math.radians(yaw_deg)
         self.density_scale, self.surface_width = density_scale, surface_width
         self.register_buffer("rgb", torch.tensor(colour_rgb(colour), dtype=torch.float32))
+
+    @classmethod
+    def from_prompt(cls, prompt: str, **kwargs) -> GroundTruthField:
+        """The true object of a ToyWorld prompt (a view suffix is ignored)."""
+        from ssd3d.toyworld.vocabulary import parse_prompt
+
+        shape, colour, _ = parse_prompt(prompt)
+        return cls(shape, colour, **kwargs)
 
     @property
     def surface_density(self) -> float:

@@ -1,0 +1,95 @@
+"""``ssd3d toyworld train-prior`` and ``ssd3d toyworld train-classifier``.
+
+``register(app)`` adds a ``toyworld`` sub-app holding the two commands; ``add_commands``
+attaches them to an existing ``toyworld`` Typer instead (so one sub-app can also carry
+``render-dataset``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+DEFAULT_PRIOR_OUT = Path("runs/toyworld/prior")
+DEFAULT_JUDGE_OUT = Path("runs/toyworld/judge")
+# Samples per prompt in the grid written after training (the model card's figure).
+GRID_SAMPLES = 8
+
+
+def add_commands(toyworld_app: typer.Typer) -> None:
+    """Attach ``train-prior`` and ``train-classifier`` to a ``toyworld`` Typer."""
+
+    @toyworld_app.command("train-prior")
+    def train_prior_command(
+        dataset: Path = typer.Argument(..., help="ToyWorld dataset (.safetensors)."),
+        overrides: list[str] | None = typer.Argument(
+            None, help="Config overrides key=value, e.g. lr=1e-4 unet.base_channels=32."
+        ),
+        out: Path = typer.Option(DEFAULT_PRIOR_OUT, "--out", help="Output folder."),
+        steps: int | None = typer.Option(None, "--steps", help="Training steps in total."),
+        resume: bool = typer.Option(False, "--resume", help="Continue from the checkpoint."),
+        grid: bool = typer.Option(True, "--grid/--no-grid", help="Write a sample grid."),
+    ) -> None:
+        """Train the toy diffusion prior; writes OUT/toy_prior.safetensors."""
+        from ssd3d.config import apply_overrides
+        from ssd3d.toyworld.train_prior import TrainPriorConfig, train_prior
+
+        cfg = apply_overrides(TrainPriorConfig(), list(overrides or []))
+        if steps is not None:
+            cfg = apply_overrides(cfg, [f"steps={steps}"])
+        result = train_prior(dataset, out, cfg, progress=True, resume=resume)
+        typer.echo(
+            f"prior: {result.prior_path} ({result.steps} steps, "
+            f"{result.wall_time_s / 60:.1f} min, final loss {result.losses[-1][1]:.4f})"
+        )
+        if grid:
+            import imageio.v3 as iio
+            import torch
+
+            from ssd3d.priors.toy import ToyPrior, sample_grid
+
+            prior = ToyPrior.load(result.prior_path)
+            image = sample_grid(
+                prior,
+                prior.prompts,
+                GRID_SAMPLES,
+                generator=torch.Generator().manual_seed(cfg.seed),
+                scale=2,
+            )
+            path = out / "samples.png"
+            iio.imwrite(path, image)
+            typer.echo(f"samples: {path} (one row per prompt)")
+        typer.echo("ship it: copy the prior to src/ssd3d/toyworld/assets/toy_prior.safetensors")
+
+    @toyworld_app.command("train-classifier")
+    def train_classifier_command(
+        dataset: Path = typer.Argument(..., help="ToyWorld dataset (.safetensors)."),
+        overrides: list[str] | None = typer.Argument(
+            None, help="Config overrides key=value, e.g. width=48 shift_px=3."
+        ),
+        out: Path = typer.Option(DEFAULT_JUDGE_OUT, "--out", help="Output folder."),
+        steps: int | None = typer.Option(None, "--steps", help="Training steps."),
+    ) -> None:
+        """Train the judge (prompt + view classifier); writes OUT/judge.safetensors."""
+        from ssd3d.config import apply_overrides
+        from ssd3d.toyworld.judge import JudgeConfig, train_judge
+
+        cfg = apply_overrides(JudgeConfig(), list(overrides or []))
+        if steps is not None:
+            cfg = apply_overrides(cfg, [f"steps={steps}"])
+        result = train_judge(dataset, out, cfg, progress=True)
+        typer.echo(
+            f"judge: {result.path} (held-out accuracy: prompt {result.val_prompt_accuracy:.3f}, "
+            f"view {result.val_view_accuracy:.3f}; {result.wall_time_s / 60:.1f} min)"
+        )
+        typer.echo("ship it: copy the judge to src/ssd3d/toyworld/assets/judge.safetensors")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``toyworld`` sub-app with the two training commands."""
+    toyworld = typer.Typer(
+        name="toyworld", help="ToyWorld: train the toy prior and the judge.", no_args_is_help=True
+    )
+    add_commands(toyworld)
+    app.add_typer(toyworld)
