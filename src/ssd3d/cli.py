@@ -6,13 +6,19 @@ itself with ``register(app)``; heavy imports stay inside the command functions s
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
-import typer
+# Idle OpenMP workers spin on busy cores by default; on a shared 2-core machine that made
+# runs 10x slower. Passive waiting costs nothing when the cores are free. Set before torch
+# is imported (every command imports it lazily).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from ssd3d.errors import SSD3DError
+import typer  # noqa: E402
 
-COMMAND_MODULES = ("estimators", "generate", "toyworld")
+from ssd3d.errors import SSD3DError  # noqa: E402
+
+COMMAND_MODULES = ("estimators", "generate", "toyworld", "simulate")
 
 app = typer.Typer(
     name="ssd3d",

@@ -171,14 +171,17 @@ def test_bad_class_weights_and_mismatched_dims() -> None:
         GaussianMixturePrior([ok, MixtureClass("b", [[1.0, 1.0, 1.0]], 1.0)])
 
 
-def test_isotropic_fast_path_matches_the_general_path() -> None:
+@pytest.mark.parametrize("layout", ["isotropic elementwise", "diagonal"])
+def test_matmul_layout_matches_the_elementwise_layouts(layout: str) -> None:
     fast = GaussianMixturePrior(_classes(64, diagonal=False))
-    general = GaussianMixturePrior(_classes(64, diagonal=False))
-    general.isotropic = False  # force the [B, M, D] path
-    assert fast.isotropic
+    other = GaussianMixturePrior(_classes(64, diagonal=False))
+    assert fast.use_matmul and fast.isotropic
+    other.use_matmul = False  # force the [B, M, D] layouts
+    other.isotropic = layout != "diagonal"
     g = torch.Generator().manual_seed(3)
     x = 3.0 * torch.randn(5, 64, generator=g, dtype=torch.float64)
     t = torch.tensor([0, 10, 300, 700, 999])
     rows = fast.embed(["cat", "", "dog", "cat", ""])
-    torch.testing.assert_close(fast.predict_noise(x, t, rows), general.predict_noise(x, t, rows))
-    torch.testing.assert_close(fast.log_prob(x, "dog"), general.log_prob(x, "dog"))
+    torch.testing.assert_close(fast.predict_noise(x, t, rows), other.predict_noise(x, t, rows))
+    torch.testing.assert_close(fast.log_prob(x, "dog"), other.log_prob(x, "dog"))
+    torch.testing.assert_close(fast.noised_log_prob(x, t, rows), other.noised_log_prob(x, t, rows))

@@ -42,6 +42,9 @@ from ssd3d.priors.base import (
 # The conditioning row of the empty prompt "" (the unconditional mixture).
 UNCONDITIONAL = -1
 _LOG_2PI = math.log(2 * math.pi)
+# Smallest D for which isotropic mixtures take the matmul path (measured: at D = 2 the
+# elementwise path is as fast, and matmuls wake the BLAS thread pool for nothing).
+MATMUL_MIN_DIM = 16
 
 
 @dataclass(frozen=True)
@@ -170,8 +173,11 @@ class GaussianMixturePrior:
         within = torch.cat([w for _, _, w in parts])
         log_weights[-1] = (cw[self.component_class] * within).log()
         self.log_weights = log_weights  # [C + 1, M]
-        # Every component isotropic: the fast path (matmuls) applies.
+        # Every component isotropic: variances are [B, M], not [B, M, D]. With D large too,
+        # distances go by matmul and nothing is [B, M, D]; in a few dimensions the
+        # elementwise layout costs as little and wakes no BLAS threads.
         self.isotropic = bool((self.stds == self.stds[:, :1]).all())
+        self.use_matmul = self.isotropic and self.dim >= MATMUL_MIN_DIM
         self.alphas_cumprod = make_alphas_cumprod(
             num_train_timesteps, beta_start, beta_end, beta_schedule
         )  # [T] float64
@@ -209,9 +215,8 @@ class GaussianMixturePrior:
         """
         a = self._alpha_bar(t, x_t)
         x = x_t.to(torch.float64)
-        resp = torch.softmax(self._rows(cond, x) + self._log_components(x, a), dim=-1)  # [B, M]
-        # grad log p_t = sum_k r_k (sqrt(a) mu_k - x) / v_k, and eps = -sqrt(1 - a) grad.
-        return ((1 - a).sqrt()[:, None] * self._pull(x, a, resp)).to(x_t.dtype)
+        _, eps = self._noised(x, a, self._rows(cond, x), want_eps=True)
+        return eps.to(x_t.dtype)
 
     # ------------------------------------------------------------------ densities, samples
 
@@ -223,18 +228,16 @@ class GaussianMixturePrior:
         """
         a = self._alpha_bar(t, x_t)
         x = x_t.to(torch.float64)
-        log_joint = self._rows(self._class_rows(y, x.shape[0]), x) + self._log_components(x, a)
-        return torch.logsumexp(log_joint, dim=-1).to(x_t.dtype)
+        log_p, _ = self._noised(x, a, self._rows(self._class_rows(y, x.shape[0]), x), False)
+        return log_p.to(x_t.dtype)
 
     def log_prob(self, x: Tensor, y: Tensor | str | int | None = None) -> Tensor:
         """log p(x | y) of the clean mixture (None: unconditional). x [B, D] -> [B]"""
         xd = x.to(torch.float64)
         self._check_points(xd)
         clean = torch.ones(xd.shape[0], dtype=torch.float64)  # alpha_bar = 1: no noise
-        log_joint = self._rows(self._class_rows(y, xd.shape[0]), xd) + self._log_components(
-            xd, clean
-        )
-        return torch.logsumexp(log_joint, dim=-1).to(x.dtype)
+        log_p, _ = self._noised(xd, clean, self._rows(self._class_rows(y, xd.shape[0]), xd), False)
+        return log_p.to(x.dtype)
 
     def sample(
         self, y: str | int | None, n: int, generator: torch.Generator | None = None
@@ -273,32 +276,46 @@ class GaussianMixturePrior:
         if x.dim() != 2 or x.shape[1] != self.dim:
             raise ValueError(f"points must be [B, D] with D = {self.dim}; got {tuple(x.shape)}")
 
-    def _log_components(self, x: Tensor, a: Tensor) -> Tensor:
-        """log N(x; sqrt(a) mu_k, diag(a sigma_k^2 + 1 - a)) for every component. [B, M]"""
-        a = a[:, None]
-        if self.isotropic:
-            # ||x - sqrt(a) mu||^2 by matmul: no [B, M, D] intermediate (64D runs fast).
-            var = a * self.stds[:, 0].square() + (1 - a)  # [B, M]
-            sq = (
-                x.square().sum(1, keepdim=True)
-                - 2 * a.sqrt() * (x @ self.means.T)
-                + a * self.means.square().sum(1)
-            ).clamp_min(0)
-            return -0.5 * (sq / var + self.dim * (var.log() + _LOG_2PI))
-        a = a[:, :, None]
-        var = a * self.stds.square() + (1 - a)  # [B, M, D]
-        diff = x[:, None, :] - a.sqrt() * self.means
-        return -0.5 * (diff.square() / var + var.log() + _LOG_2PI).sum(-1)
+    def _noised(
+        self, x: Tensor, a: Tensor, log_w: Tensor, want_eps: bool
+    ) -> tuple[Tensor, Tensor | None]:
+        """One pass over the components of the noised mixture at x [B, D], alpha_bar a [B].
 
-    def _pull(self, x: Tensor, a: Tensor, resp: Tensor) -> Tensor:
-        """sum_k r_k (x - sqrt(a) mu_k) / v_k = -grad log p_t(x), for responsibilities r. [B, D]"""
-        a = a[:, None]
-        if self.isotropic:
-            q = resp / (a * self.stds[:, 0].square() + (1 - a))  # r_k / v_k, [B, M]
-            return x * q.sum(1, keepdim=True) - a.sqrt() * (q @ self.means)
-        a = a[:, :, None]
-        var = a * self.stds.square() + (1 - a)  # [B, M, D]
-        return (resp[..., None] * (x[:, None, :] - a.sqrt() * self.means) / var).sum(1)
+        Returns log p_t(x) [B] (log-sum-exp of log w_k + log N_k) and, with ``want_eps``,
+        eps = -sqrt(1 - a) grad log p_t(x) = sqrt(1 - a) sum_k r_k (x - sqrt(a) mu_k) / v_k
+        [B, D], r_k the posterior over components. Three layouts of the same formula:
+        isotropic with large D (matmuls, nothing [B, M, D]), isotropic with small D, and
+        diagonal (variances [B, M, D]).
+        """
+        sa, s1a = a.sqrt()[:, None], (1 - a).sqrt()[:, None]  # [B, 1]
+        diff = None
+        if self.use_matmul or self.isotropic:
+            var = a[:, None] * self.stds[:, 0].square() + (1 - a)[:, None]  # [B, M]
+            if self.use_matmul:
+                sq = (
+                    x.square().sum(1, keepdim=True)
+                    - 2 * sa * (x @ self.means.T)
+                    + a[:, None] * self.means.square().sum(1)
+                ).clamp_min(0)  # ||x - sqrt(a) mu_k||^2 by expansion
+            else:
+                diff = x[:, None, :] - sa[:, :, None] * self.means  # [B, M, D]
+                sq = diff.square().sum(-1)
+            log_n = -0.5 * (sq / var + self.dim * (var.log() + _LOG_2PI))
+        else:
+            var = a[:, None, None] * self.stds.square() + (1 - a)[:, None, None]  # [B, M, D]
+            diff = x[:, None, :] - sa[:, :, None] * self.means
+            log_n = -0.5 * (diff.square() / var + var.log() + _LOG_2PI).sum(-1)
+        log_joint = log_w + log_n  # [B, M]
+        log_p = torch.logsumexp(log_joint, dim=-1)
+        if not want_eps:
+            return log_p, None
+        resp = (log_joint - log_p[:, None]).exp()  # [B, M] posterior over components
+        if diff is None:  # matmul layout
+            q = s1a * resp / var
+            return log_p, x * q.sum(1, keepdim=True) - (sa * q) @ self.means
+        if var.dim() == 2:  # isotropic, small D
+            return log_p, ((s1a * resp / var)[..., None] * diff).sum(1)
+        return log_p, ((s1a * resp)[..., None] * diff / var).sum(1)
 
     def _class_rows(self, y: Tensor | str | int | None, batch: int) -> Tensor:
         """Class argument -> rows [batch] (-1 unconditional)."""

@@ -54,6 +54,7 @@ class ParticleMetrics:
     modes_covered: int  # class-y components holding >= COVERAGE_MIN_SHARE of the particles
     num_modes: int  # K, the number of class-y components
     mean_nearest_mean_distance: float  # mean Euclidean distance to the nearest class-y mean
+    spread_ratio: float  # RMS distance to E[x | y], particles over data: < 1 collapsed, > 1 strayed
 
     @property
     def mode_coverage(self) -> float:
@@ -71,18 +72,23 @@ def particle_metrics(
     data cover nothing.
     """
     x = x.to(torch.float64)
-    means, stds, _ = prior.components(y)
+    means, stds, weights = prior.components(y)
     dist = mahalanobis(x, means, stds)  # [N, K]
     nearest, which = dist.min(dim=1)
     inside = nearest < support_radius(x.shape[1])
     held = torch.bincount(which[inside], minlength=means.shape[0])
     euclid = torch.cdist(x, means).min(dim=1).values
+    # E ||x - m||^2 under the class, m = E[x | y]: between-component plus within-component.
+    centre = weights @ means
+    data_ms = weights @ ((means - centre).square().sum(1) + stds.square().sum(1))
+    particle_ms = (x - centre).square().sum(1).mean()
     return ParticleMetrics(
         mean_log_prob=float(prior.log_prob(x, y).mean()),
         support_fraction=float(inside.double().mean()),
         modes_covered=int((held >= min_share * x.shape[0]).sum()),
         num_modes=int(means.shape[0]),
         mean_nearest_mean_distance=float(euclid.mean()),
+        spread_ratio=float((particle_ms / data_ms).sqrt()),
     )
 
 

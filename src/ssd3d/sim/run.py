@@ -52,12 +52,8 @@ DEFAULT_ESTIMATORS: dict[str, str] = {
     "SSD tau=T": "ssd tau=999",  # tau < T is required: 999 sends every t to mode-seeking
 }
 
-# The control-variate coefficients of the variance-vs-t figure (ModeSeeking's switch).
-COEFFICIENTS: dict[str, str] = {
-    "c = 1 (SDS)": "sds",
-    "c = 0": "none",
-    "adaptive c (SSD)": "adaptive",
-}
+# The control-variate coefficients of the variance-vs-t figure: key -> ModeSeeking's switch.
+COEFFICIENTS: dict[str, str] = {"c=1": "sds", "c=0": "none", "adaptive": "adaptive"}
 
 
 @dataclass(frozen=True)

@@ -84,8 +84,9 @@ class Scenario:
         if self.dim is not None and self.dim < 1:
             raise SSD3DError(f"dim must be >= 1; got {self.dim}")
         if self.optim.optimizer not in OPTIMIZERS:
+            choices = ", ".join(OPTIMIZERS)
             raise SSD3DError(
-                f"optim.optimizer must be one of {', '.join(OPTIMIZERS)}; got {self.optim.optimizer!r}"
+                f"optim.optimizer must be one of {choices}; got {self.optim.optimizer!r}"
             )
         if not self.optim.lr > 0:
             raise SSD3DError(f"optim.lr must be > 0; got {self.optim.lr}")

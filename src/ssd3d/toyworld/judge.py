@@ -12,8 +12,8 @@ that never saw the prior's mistakes. Two heads on one trunk:
   meaningful for shapes that are not symmetric under rotation about the up axis (a sphere
   looks the same from every side, so its front/side/back labels are chance).
 
-Mild augmentation (shifts of a few pixels, pixel noise, a small gain jitter) so that
-slightly off-centre or noisy generated renders are still judged by content. No flips: a
+Mild augmentation (shifts of a few pixels, a slight blur, pixel noise, a small gain jitter)
+so that slightly off-centre, soft or noisy generated renders are still judged by content. No flips: a
 mirrored asymmetric shape is not a ToyWorld object, and a flip can change its view label.
 """
 
@@ -67,6 +67,9 @@ class JudgeConfig:
     noise_std: float = 0.03
     # Per-image gain drawn from [1 - g, 1 + g] in augmentation (shading differences).
     gain_jitter: float = 0.05
+    # Largest Gaussian blur sigma in pixels (drawn uniformly per image from [0, max]):
+    # generated and resized renders have softer edges than ground truth.
+    blur_sigma_max: float = 0.8
     # Fraction of the renders held out to report accuracy (0 trains on all).
     val_fraction: float = 0.1
     # Seed of the split, init, batches and augmentation.
@@ -82,9 +85,14 @@ class JudgeConfig:
             raise SSD3DError(f"judge 'lr' must be > 0; got {self.lr}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise SSD3DError(f"judge 'val_fraction' must lie in [0, 1); got {self.val_fraction}")
-        for name in ("shift_px", "noise_std", "gain_jitter", "threads"):
+        for name in ("shift_px", "noise_std", "gain_jitter", "blur_sigma_max", "threads"):
             if getattr(self, name) < 0:
                 raise SSD3DError(f"judge '{name}' must be >= 0; got {getattr(self, name)}")
+
+
+def shipped_judge_path() -> Path:
+    """Where the shipped judge lives inside the installed package."""
+    return Path(str(resources.files("ssd3d") / "toyworld" / "assets" / JUDGE_FILENAME))
 
 
 class JudgeNet(nn.Module):
@@ -117,10 +125,25 @@ class JudgeNet(nn.Module):
         return self.prompt_head(h), self.view_head(h)
 
 
+def gaussian_blur(images: Tensor, sigma: Tensor) -> Tensor:
+    """Blur each image [B, C, H, W] with its own sigma [B] (pixels; 0 = unchanged), 3x3
+    taps (enough below sigma ~1), edges repeated."""
+    b, c, h, w = images.shape
+    offsets = torch.tensor([-1.0, 0.0, 1.0], device=images.device)
+    s = sigma.to(images).clamp_min(1e-6)[:, None]
+    taps = torch.exp(-0.5 * (offsets[None] / s) ** 2)
+    taps = taps / taps.sum(-1, keepdim=True)  # [B, 3]
+    kernel = (taps[:, :, None] * taps[:, None, :]).repeat_interleave(c, 0)[:, None]
+    padded = F.pad(images.reshape(1, b * c, h, w), (1, 1, 1, 1), mode="replicate")
+    return F.conv2d(padded, kernel, groups=b * c).reshape(b, c, h, w)
+
+
 def augment(images: Tensor, cfg: JudgeConfig, generator: torch.Generator) -> Tensor:
-    """Random integer shifts (edges repeated), gain and pixel noise: [B, 3, R, R] in [0, 1]."""
+    """Random integer shifts (edges repeated), blur, gain and pixel noise: [B, 3, R, R] in
+    [0, 1]."""
     b, _, h, w = images.shape
     shift = torch.randint(-cfg.shift_px, cfg.shift_px + 1, (b, 2), generator=generator)
+    sigma = torch.rand(b, generator=generator) * cfg.blur_sigma_max
     gain = 1 + (torch.rand(b, 1, 1, 1, generator=generator) * 2 - 1) * cfg.gain_jitter
     noise = torch.randn(images.shape, generator=generator) * cfg.noise_std
     if cfg.shift_px:
@@ -134,6 +157,8 @@ def augment(images: Tensor, cfg: JudgeConfig, generator: torch.Generator) -> Ten
         images = F.grid_sample(
             images, grid.to(images), mode="nearest", padding_mode="border", align_corners=False
         )
+    if cfg.blur_sigma_max > 0:
+        images = gaussian_blur(images, sigma)
     return (images * gain.to(images) + noise.to(images)).clamp(0, 1)
 
 
@@ -160,7 +185,7 @@ class Judge:
     def load(cls, path: str | Path | None = None, device: str | torch.device = "cpu") -> Judge:
         """Load judge weights; ``None`` loads the judge shipped with ssd3d."""
         if path is None:
-            path = Path(str(resources.files("ssd3d") / "toyworld" / "assets" / JUDGE_FILENAME))
+            path = shipped_judge_path()
             if not path.is_file():
                 raise SSD3DError(
                     f"the shipped ToyWorld judge is missing ({path}); train one with "
@@ -300,7 +325,9 @@ def train_judge(
     start_time, losses, window = time.perf_counter(), [], []
     log_every = max(1, cfg.steps // 50)
     try:
-        for step in tqdm(range(1, cfg.steps + 1), desc="train-classifier", disable=not progress):
+        for step in tqdm(
+            range(1, cfg.steps + 1), desc="train-classifier", unit="step", disable=not progress
+        ):
             idx = torch.randint(len(train), (cfg.batch_size,), generator=generator)
             images = augment(train.images_float(idx), cfg, generator).to(device)
             prompt_logits, view_logits = net(images)

@@ -105,11 +105,15 @@ class TrainPriorConfig:
                 raise SSD3DError(f"train-prior '{name}' must be >= 1; got {getattr(self, name)}")
         if self.lr <= 0:
             raise SSD3DError(f"train-prior 'lr' must be > 0; got {self.lr}")
-        for name in ("cond_dropout", "view_prompt_fraction"):
-            if not 0.0 <= getattr(self, name) < 1.0 + (name == "view_prompt_fraction"):
-                raise SSD3DError(
-                    f"train-prior '{name}' must lie in [0, 1]; got {getattr(self, name)}"
-                )
+        if not 0.0 <= self.cond_dropout < 1.0:
+            raise SSD3DError(
+                f"train-prior 'cond_dropout' must lie in [0, 1); got {self.cond_dropout}"
+            )
+        if not 0.0 <= self.view_prompt_fraction <= 1.0:
+            raise SSD3DError(
+                f"train-prior 'view_prompt_fraction' must lie in [0, 1]; "
+                f"got {self.view_prompt_fraction}"
+            )
         if not 0.0 <= self.ema_decay < 1.0:
             raise SSD3DError(f"train-prior 'ema_decay' must lie in [0, 1); got {self.ema_decay}")
         if self.threads < 0:
@@ -209,6 +213,7 @@ def save_checkpoint(
     cfg: TrainPriorConfig,
     losses: list[tuple[int, float]],
     wall_time_s: float,
+    prompts: list[str],
 ) -> Path:
     """All training state after ``step`` completed steps, in one safetensors file."""
     optim_tensors, groups = _optimizer_tensors(opt)
@@ -224,6 +229,7 @@ def save_checkpoint(
         "param_groups": groups,
         "losses": json.dumps(losses),
         "wall_time_s": repr(wall_time_s),
+        "dataset_prompts": json.dumps(prompts),
     }
     return write_safetensors_atomic(path, {k: v.detach().cpu() for k, v in tensors.items()}, meta)
 
@@ -331,6 +337,10 @@ def train_prior(
 
     if resume:
         tensors, meta = read_safetensors(ckpt_path, "training checkpoint")
+        if json.loads(meta["dataset_prompts"]) != dataset.prompts:
+            raise SSD3DError(
+                f"--resume with another dataset: {ckpt_path} was trained on other prompts"
+            )
         changed = _config_changes(json.loads(meta["config"]), to_dict(cfg))
         if changed:
             raise SSD3DError(f"--resume with a changed config: {'; '.join(changed)}")
@@ -347,7 +357,9 @@ def train_prior(
     n, batch = len(dataset), cfg.batch_size
 
     def checkpoint(at: int, wall: float) -> Path:
-        return save_checkpoint(ckpt_path, at, model, ema, opt, generator, cfg, losses, wall)
+        return save_checkpoint(
+            ckpt_path, at, model, ema, opt, generator, cfg, losses, wall, dataset.prompts
+        )
 
     from tqdm.auto import tqdm
 

@@ -1,0 +1,81 @@
+"""``ssd3d bench``: the ToyWorld estimator benchmark against ground truth."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("bench")
+    def bench(
+        overrides: Annotated[
+            list[str] | None,
+            typer.Argument(help="key=value overrides for every run, e.g. grid.resolution=16"),
+        ] = None,
+        estimators: Annotated[
+            str | None,
+            typer.Option(
+                help="';'-separated estimator specs, each optionally 'label:spec', e.g. "
+                "'sds guidance_scale=7.5;SSD-600:ssd tau=600' (default: SDS, CSD, NFSD, SSD "
+                "and its ablations)"
+            ),
+        ] = None,
+        prompts: Annotated[
+            str | None,
+            typer.Option(help="';'-separated ToyWorld prompts, or 'all' (default: 4 prompts)"),
+        ] = None,
+        seeds: Annotated[int | None, typer.Option(help="seeds per prompt (0..N-1)")] = None,
+        steps: Annotated[int | None, typer.Option(help="steps per run")] = None,
+        checkpoints: Annotated[
+            int | None, typer.Option(help="scored checkpoints per run after step 0")
+        ] = None,
+        quick: Annotated[
+            bool, typer.Option(help="a small benchmark (3 estimators, 1 prompt, 16^3 grid)")
+        ] = False,
+        prior: Annotated[str, typer.Option(help="exact (ToyWorld's exact score) or toy")] = "exact",
+        model: Annotated[
+            str | None, typer.Option(help="prior weights (toy) or dataset file (exact)")
+        ] = None,
+        judge: Annotated[
+            Path | None, typer.Option(help="judge weights (default: the shipped judge)")
+        ] = None,
+        out: Annotated[
+            Path | None,
+            typer.Option(help="results folder; an existing one is continued (default: bench/<time>)"),
+        ] = None,
+        quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+    ) -> None:
+        """Score estimators x prompts x seeds against ToyWorld's ground truth."""
+        from ssd3d.errors import SSD3DError
+        from ssd3d.toyworld.bench import bench_config, load_judge, run_bench
+        from ssd3d.toyworld.bench_report import PLOT_FILE, TABLE_FILE
+
+        if prior == "stable-diffusion":
+            raise SSD3DError("--prior must be exact or toy: ToyWorld's ground truth needs them")
+        cfg = bench_config(
+            estimators=estimators,
+            prompts=prompts,
+            seeds=seeds,
+            steps=steps,
+            checkpoints=checkpoints,
+            quick=quick,
+            prior=prior,
+            model=model,
+            overrides=list(overrides or []),
+        )
+        loaded = "auto"
+        if judge is not None:
+            loaded, why = load_judge(str(judge))
+            if loaded is None:
+                raise SSD3DError(why)
+        outcome = run_bench(cfg, out, judge=loaded, progress=not quiet, echo=typer.echo)
+        typer.echo("")
+        typer.echo((outcome.out_dir / TABLE_FILE).read_text())
+        typer.echo(
+            f"{len(outcome.ran)} runs done, {len(outcome.skipped)} skipped, "
+            f"{outcome.wall_s / 60:.1f} min; wrote {outcome.out_dir / 'results.json'}, "
+            f"{outcome.out_dir / TABLE_FILE}, {outcome.out_dir / PLOT_FILE}"
+        )

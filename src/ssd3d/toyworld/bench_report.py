@@ -1,0 +1,365 @@
+"""The benchmark's report: mean ± std tables (markdown) and the metric-against-steps figure.
+
+Everything here reads the ``results.json`` dict alone, so a table in the README is printed
+from the file (``scripts/bench_readme.py``), never typed by hand.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ssd3d.toyworld.bench import MULTI_FACE_SHAPES, selected_runs
+from ssd3d.toyworld.vocabulary import parse_prompt
+
+TABLE_FILE = "table.md"
+PLOT_FILE = "metrics_vs_steps.png"
+NO_JUDGE = "no judge"
+
+
+@dataclass(frozen=True)
+class Metric:
+    key: str  # in each checkpoint's dict
+    title: str  # column / panel title
+    higher_is_better: bool
+    digits: int  # decimals in tables
+    judge: bool = False  # needs the judge
+
+
+METRICS = (
+    Metric("iou", "IoU", True, 3),
+    Metric("chamfer", "Chamfer", False, 3),
+    Metric("colour_error", "colour err", False, 3),
+    Metric("psnr", "PSNR dB", True, 2),
+    Metric("psnr_yaw0", "PSNR@0° dB", True, 2),
+    Metric("r_precision", "R-prec", True, 2, judge=True),
+    Metric("multi_face", "multi-face", True, 2, judge=True),
+)
+# The metrics of the side-by-side table (two priors): the ones a reader compares first.
+SIDE_BY_SIDE = ("iou", "chamfer", "colour_error", "psnr", "r_precision", "multi_face")
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Mean and sample standard deviation (n - 1) of the finite-or-inf values; NaNs dropped."""
+
+    mean: float
+    std: float  # NaN when n < 2
+    n: int
+
+    @staticmethod
+    def of(values: Sequence[float]) -> Summary:
+        kept = [float(v) for v in values if v is not None and not math.isnan(float(v))]
+        if not kept:
+            return Summary(math.nan, math.nan, 0)
+        if any(math.isinf(v) for v in kept):
+            return Summary(math.fsum(kept) / len(kept), math.nan, len(kept))
+        mean = math.fsum(kept) / len(kept)
+        std = statistics.stdev(kept) if len(kept) > 1 else math.nan
+        return Summary(mean, std, len(kept))
+
+    def text(self, digits: int) -> str:
+        if self.n == 0:
+            return "–"
+        mean = f"{self.mean:.{digits}f}"
+        return mean if math.isnan(self.std) else f"{mean} ± {self.std:.{digits}f}"
+
+
+def checkpoint_at(run: dict, step: int) -> dict | None:
+    return next((c for c in run["checkpoints"] if c["step"] == step), None)
+
+
+def labels_in_order(data: dict) -> list[str]:
+    return [e["label"] for e in data["config"]["estimators"]]
+
+
+def aggregate(data: dict, step: int | None = None) -> dict[str, dict[str, Summary]]:
+    """label -> metric key -> Summary over the label's runs at ``step`` (default: the end).
+
+    Runs that stopped before ``step`` (failed) contribute nothing.
+    """
+    step = data["config"]["steps"] if step is None else step
+    runs = selected_runs(data)
+    out = {}
+    for label in labels_in_order(data):
+        points = [checkpoint_at(r, step) for r in runs if r["label"] == label]
+        points = [p for p in points if p is not None]
+        out[label] = {m.key: Summary.of([p.get(m.key, math.nan) for p in points]) for m in METRICS}
+    return out
+
+
+def run_counts(data: dict) -> dict[str, tuple[int, int]]:
+    """label -> (runs finished, runs in the file's plan so far)."""
+    runs = selected_runs(data)
+    return {
+        label: (
+            sum(1 for r in runs if r["label"] == label and r["status"] == "ok"),
+            sum(1 for r in runs if r["label"] == label),
+        )
+        for label in labels_in_order(data)
+    }
+
+
+def _best(values: dict[str, Summary], metric: Metric) -> str | None:
+    """The best mean's text (ties share it), or None if no label has a finite mean."""
+    finite = [s.mean for s in values.values() if s.n and math.isfinite(s.mean)]
+    if not finite:
+        return None
+    best = max(finite) if metric.higher_is_better else min(finite)
+    return f"{best:.{metric.digits}f}"
+
+
+def _judge_ok(data: dict) -> bool:
+    return bool(data.get("judge", {}).get("available"))
+
+
+def markdown_table(data: dict, title: str | None = None) -> str:
+    """The benchmark's table with notes: mean ± std per estimator and metric, best in bold."""
+    cfg = data["config"]
+    summaries = aggregate(data)
+    counts = run_counts(data)
+    runs = selected_runs(data)
+    seconds = {
+        label: Summary.of([r["train_seconds"] for r in runs if r["label"] == label])
+        for label in labels_in_order(data)
+    }
+    judge_ok = _judge_ok(data)
+    head = ["estimator"]
+    head += [f"{m.title} {'↑' if m.higher_is_better else '↓'}" for m in METRICS]
+    head += ["train s/run", "runs ok"]
+    lines = []
+    if title is None:
+        title = (
+            f"ToyWorld benchmark: {cfg['prior']} prior, {cfg['steps']} steps, "
+            f"{len(cfg['prompts'])} prompts × {len(cfg['seeds'])} seeds"
+        )
+    lines += [f"### {title}", "", "| " + " | ".join(head) + " |"]
+    lines.append("|" + "|".join(["---"] + [":-:"] * (len(head) - 1)) + "|")
+    best = {m.key: _best({k: v[m.key] for k, v in summaries.items()}, m) for m in METRICS}
+    for label in labels_in_order(data):
+        cells = [label]
+        for m in METRICS:
+            s = summaries[label][m.key]
+            if m.judge and not judge_ok:
+                cells.append(NO_JUDGE)
+                continue
+            text = s.text(m.digits)
+            if s.n and best[m.key] == f"{s.mean:.{m.digits}f}":
+                text = f"**{text}**"
+            cells.append(text)
+        cells.append(seconds[label].text(1) if seconds[label].n else "–")
+        ok, n = counts[label]
+        cells.append(f"{ok}/{n}")
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", *(f"- {note}" for note in notes(data))]
+    return "\n".join(lines) + "\n"
+
+
+def notes(data: dict) -> list[str]:
+    """What a reader needs to read the table: settings, alignments, caveats, failures."""
+    cfg, ev = data["config"], data["config"]["eval"]
+    out = [
+        f"Mean ± sample std over prompts × seeds at step {cfg['steps']} (no ± with one run); "
+        "best mean per column in bold.",
+        f"Prompts: {'; '.join(cfg['prompts'])}. Seeds: {', '.join(map(str, cfg['seeds']))}. "
+        f"Prior: {cfg['prior']}"
+        + (f" ({cfg['model']})" if cfg.get("model") else "")
+        + (f". Overrides: {' '.join(cfg['overrides'])}" if cfg["overrides"] else "")
+        + ".",
+        f"IoU: occupancy density > {ev['threshold']:g} on a {ev['iou_resolution']}³ grid, "
+        f"maximised over {ev['n_yaw']} yaws about the up axis. Chamfer (scene units, "
+        f"the cube is [-1, 1]³): marching cubes at the same density {ev['threshold']:g} "
+        f"({ev['mesh_resolution']}³), {ev['n_surface']} samples per surface, truth at the "
+        "best yaw; inf = empty field. Colour error: RGB distance of the albedo on the true "
+        "surface at the best yaw.",
+        f"PSNR: {ev['views']} orbit views (15° elevation, {ev['shading']} headlight) against "
+        "the true object rendered with the same cameras and shading, turned by the best IoU "
+        "yaw; PSNR@0°: against the unturned truth (the view prompts define a front).",
+    ]
+    if _judge_ok(data):
+        asym = [p for p in cfg["prompts"] if parse_prompt(p).shape in MULTI_FACE_SHAPES]
+        out.append(
+            "R-precision: fraction of the orbit views whose top-1 prompt under the ToyWorld "
+            "judge is the right one. Multi-face: fraction of orbit views whose judged view "
+            "label (front/side/back/overhead) matches the camera's, over the shapes whose "
+            f"front and back differ ({', '.join(MULTI_FACE_SHAPES)}): "
+            + ("; ".join(asym) if asym else "none in this prompt set, so –")
+            + "."
+        )
+    else:
+        reason = data.get("judge", {}).get("note", "")
+        out.append(
+            f"R-precision and multi-face: {NO_JUDGE}"
+            + (f" ({reason.split(';')[0]})" if reason else "")
+            + "."
+        )
+    negative = data.get("generate_config", {}).get("negative_prompt", "")
+    if any(e["spec"].split()[0] == "nfsd" for e in cfg["estimators"]) and not negative:
+        out.append(
+            "NFSD: ToyWorld's vocabulary has no negative prompt, so its negative branch is the "
+            'unconditional "" (above its t_threshold NFSD then equals CSD).'
+        )
+    out.append(
+        "Estimators: "
+        + "; ".join(f"`{e['label']}` = `{e['spec']}`" for e in cfg["estimators"])
+        + "."
+    )
+    failed = [r for r in selected_runs(data) if r["status"] != "ok"]
+    for r in failed:
+        out.append(f"Failed: {r['label']} | {r['prompt']} | seed {r['seed']}: {r['error']}")
+    if "last_wall_seconds" in data:
+        out.append(
+            f"Wall time of the last invocation: {data['last_wall_seconds'] / 60:.1f} min "
+            f"({data.get('machine', {}).get('threads', '?')} torch threads, "
+            f"{data.get('machine', {}).get('device', 'cpu')})."
+        )
+    return out
+
+
+def side_by_side_markdown(datas: Sequence[dict], names: Sequence[str]) -> str:
+    """One table, rows = estimators (union, first file's order), a column per metric and
+    results file (e.g. the exact and the learned prior)."""
+    summaries = [aggregate(d) for d in datas]
+    labels: list[str] = []
+    for d in datas:
+        labels += [x for x in labels_in_order(d) if x not in labels]
+    metrics = [m for m in METRICS if m.key in SIDE_BY_SIDE]
+    head = ["estimator"]
+    for m in metrics:
+        head += [f"{m.title} {'↑' if m.higher_is_better else '↓'} ({n})" for n in names]
+    lines = ["| " + " | ".join(head) + " |"]
+    lines.append("|" + "|".join(["---"] + [":-:"] * (len(head) - 1)) + "|")
+    best = {
+        (m.key, i): _best({k: v[m.key] for k, v in summ.items()}, m)
+        for m in metrics
+        for i, summ in enumerate(summaries)
+    }
+    for label in labels:
+        cells = [label]
+        for m in metrics:
+            for i, (d, s) in enumerate(zip(datas, summaries, strict=True)):
+                if m.judge and not _judge_ok(d):
+                    cells.append(NO_JUDGE)
+                elif label not in s or s[label][m.key].n == 0:
+                    cells.append("–")
+                else:
+                    x = s[label][m.key]
+                    text = x.text(m.digits)
+                    if best[(m.key, i)] == f"{x.mean:.{m.digits}f}":
+                        text = f"**{text}**"
+                    cells.append(text)
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    for d, n in zip(datas, names, strict=True):
+        c = d["config"]
+        lines.append(
+            f"- {n}: {c['prior']} prior, {c['steps']} steps, {len(c['prompts'])} prompts × "
+            f"{len(c['seeds'])} seeds; mean ± sample std, best per column in bold."
+        )
+    return "\n".join(lines) + "\n"
+
+
+def curves(data: dict, metric: str) -> dict[str, tuple[list[int], list[float]]]:
+    """label -> (checkpoint steps, mean of ``metric`` over the runs that reached each step)."""
+    steps = data["config"]["checkpoints"]
+    out = {}
+    for label in labels_in_order(data):
+        runs = [r for r in selected_runs(data) if r["label"] == label]
+        xs, ys = [], []
+        for step in steps:
+            s = Summary.of(
+                [c.get(metric, math.nan) for r in runs if (c := checkpoint_at(r, step))]
+            )
+            if s.n and math.isfinite(s.mean):
+                xs.append(step)
+                ys.append(s.mean)
+        out[label] = (xs, ys)
+    return out
+
+
+# Line style per estimator family, so that nine SSD variants read as one family.
+FAMILY_STYLES = {"sds": "-", "csd": "-.", "nfsd": ":", "ssd": "--"}
+PANEL_INCHES = 3.6
+DPI = 110
+
+
+def plot_metrics_vs_steps(data: dict, path: Path) -> Path:
+    """One panel per metric, one line per estimator (mean over prompts × seeds)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from ssd3d.export._atomic import atomic_path
+
+    cfg = data["config"]
+    judge_ok = _judge_ok(data)
+    metrics = list(METRICS)
+    cols = 4
+    rows = math.ceil(len(metrics) / cols)
+    labels = labels_in_order(data)
+    fig = Figure(figsize=(PANEL_INCHES * cols, PANEL_INCHES * rows * 0.85 + 1.2), dpi=DPI)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    palette = _palette(len(labels))
+    handles = {}
+    for ax, m in zip(axes, metrics, strict=False):
+        ax.set_title(f"{m.title} ({'higher' if m.higher_is_better else 'lower'} is better)")
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        if m.judge and not judge_ok:
+            ax.text(0.5, 0.5, NO_JUDGE, ha="center", va="center", transform=ax.transAxes)
+            continue
+        for i, (label, (xs, ys)) in enumerate(curves(data, m.key).items()):
+            style = FAMILY_STYLES.get(label.split()[0], "-")
+            (line,) = ax.plot(xs, ys, style, marker="o", ms=3, lw=1.5, color=palette[i],
+                              label=label)
+            handles.setdefault(label, line)
+    for ax in axes[len(metrics):]:
+        ax.axis("off")
+    fig.suptitle(
+        f"ToyWorld benchmark: {cfg['prior']} prior, mean over {len(cfg['prompts'])} prompts × "
+        f"{len(cfg['seeds'])} seeds (step 0 = the initial blob)"
+    )
+    legend_ax = axes[len(metrics)] if len(axes) > len(metrics) else None
+    ordered = [handles[x] for x in labels if x in handles]
+    if legend_ax is not None:
+        legend_ax.legend(ordered, [h.get_label() for h in ordered], loc="center", fontsize=8,
+                         ncol=1 if len(ordered) <= 14 else 2, frameon=False)
+    else:
+        fig.legend(ordered, [h.get_label() for h in ordered], loc="lower center", ncol=5)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp)
+    return Path(path)
+
+
+def _palette(n: int) -> list:
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab20" if n > 10 else "tab10"]
+    return [cmap(i % cmap.N) for i in range(n)]
+
+
+def write_report(out_dir: Path, data: dict) -> dict[str, Path]:
+    """table.md and metrics_vs_steps.png in ``out_dir``."""
+    from ssd3d.export._atomic import atomic_write_bytes
+
+    out_dir = Path(out_dir)
+    table = atomic_write_bytes(out_dir / TABLE_FILE, markdown_table(data).encode())
+    plot = plot_metrics_vs_steps(data, out_dir / PLOT_FILE)
+    return {"table": table, "plot": plot}
+
+
+__all__ = [
+    "METRICS",
+    "Summary",
+    "aggregate",
+    "curves",
+    "markdown_table",
+    "notes",
+    "plot_metrics_vs_steps",
+    "side_by_side_markdown",
+    "write_report",
+]

@@ -1,0 +1,243 @@
+"""The ToyWorld benchmark: a tiny quick run end to end, resuming, aggregation, bad input,
+and the scorer on the ground truth itself (a known answer: a perfect score)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import imageio.v3 as iio
+import pytest
+
+from ssd3d.errors import SSD3DError
+from ssd3d.priors.exact import ExactPrior
+from ssd3d.scene import RenderConfig, SolidBackground
+from ssd3d.scene.scene import RadianceScene
+from ssd3d.toyworld.bench import (
+    QUICK_ESTIMATORS,
+    EvalConfig,
+    Scorer,
+    bench_config,
+    derive_label,
+    parse_estimators,
+    run_bench,
+)
+from ssd3d.toyworld.bench_report import Summary, aggregate, markdown_table
+from ssd3d.toyworld.render_dataset import GROUND_TRUTH_SAMPLES, DatasetConfig, render_dataset
+from ssd3d.toyworld.shapes import GroundTruthField
+
+RES = 16  # pixels of the tiny dataset and of every render in these tests
+PROMPTS = ["a green cube", "a yellow wedge"]
+# Small scoring: coarse grids, few surface samples, 4 orbit views (front, side, back, side).
+TINY_EVAL = EvalConfig(iou_resolution=24, n_yaw=8, mesh_resolution=24, n_surface=256, views=4)
+TINY = ("grid.resolution=8", f"camera.width={RES}", f"camera.height={RES}", "render.num_samples=16")
+
+
+@pytest.fixture(scope="module")
+def tiny_prior():
+    """The exact prior over 2 prompts x 24 ground-truth views at 16 px (~2 s to render)."""
+    data = render_dataset(DatasetConfig(views_per_prompt=24, resolution=RES), PROMPTS, False)
+    views = [data.view_names[int(v)] for v in data.view_labels]
+    return ExactPrior(data.images.float() / 255, data.labels, data.prompts, views=views)
+
+
+def quick(seeds=1, prompts=None):
+    """The --quick benchmark, shrunk further to a few steps on an 8^3 grid."""
+    return bench_config(
+        quick=True, prompts=prompts, seeds=seeds, steps=4, overrides=TINY, eval_config=TINY_EVAL
+    )
+
+
+def test_quick_bench_writes_results_table_and_plot_then_resumes(tmp_path, tiny_prior):
+    out = tmp_path / "b"
+    cfg = quick(prompts=PROMPTS[1:])
+    first = run_bench(cfg, out, prior=tiny_prior, judge=None, progress=False, echo=lambda s: None)
+    n = len(QUICK_ESTIMATORS)
+    assert len(first.ran) == n and first.skipped == []
+
+    data = json.loads((out / "results.json").read_text())
+    assert data["threshold"] == 2.0 and data["config"]["checkpoints"] == [0, 2, 4]
+    assert data["config"]["overrides"][0] == "grid.resolution=16"  # the quick preset's, first
+    assert len(data["runs"]) == n
+    for run in data["runs"]:
+        assert run["status"] == "ok" and run["steps_done"] == 4
+        assert [c["step"] for c in run["checkpoints"]] == [0, 2, 4]
+        end = run["checkpoints"][-1]
+        assert 0 <= end["iou"] <= 1 and end["chamfer"] > 0 and 0 <= end["colour_error"] <= 3**0.5
+        assert math.isnan(end["r_precision"]) and math.isnan(end["multi_face"])  # no judge
+        assert run["train_seconds"] > 0
+    # The initial scene is the same blob for every run of a prompt.
+    assert len({json.dumps(r["checkpoints"][0]) for r in data["runs"]}) == 1
+
+    table = (out / "table.md").read_text()
+    for label in [derive_label(s) for s in QUICK_ESTIMATORS]:
+        assert f"| {label} |" in table
+    assert "no judge" in table and "density > 2" in table
+    image = iio.imread(out / "metrics_vs_steps.png")
+    assert image.ndim == 3 and image.shape[0] > 300 and image.shape[1] > 800
+
+    # Same folder again: nothing to do. With a second seed: only the new runs.
+    again = run_bench(cfg, out, prior=tiny_prior, judge=None, progress=False, echo=lambda s: None)
+    assert again.ran == [] and len(again.skipped) == n
+    assert json.loads((out / "results.json").read_text())["runs"] == data["runs"]
+    more = quick(seeds=2, prompts=PROMPTS[1:])
+    grown = run_bench(more, out, prior=tiny_prior, judge=None, progress=False, echo=lambda s: None)
+    assert sorted(grown.ran) == sorted((derive_label(s), PROMPTS[1], 1) for s in QUICK_ESTIMATORS)
+    assert len(json.loads((out / "results.json").read_text())["runs"]) == n + len(grown.ran)
+
+
+def test_bench_refuses_to_continue_with_other_settings(tmp_path, tiny_prior):
+    out = tmp_path / "b"
+    (out).mkdir()
+    (out / "notes.txt").write_text("someone else's folder")
+    with pytest.raises(SSD3DError, match="not empty"):
+        run_bench(quick(), out, prior=tiny_prior, judge=None, progress=False, echo=print)
+
+
+def _hand_made_results() -> dict:
+    """Three runs of 'a' (IoU 0.5, 0.7, 0.9), two of 'b' (one failed), known answers."""
+
+    def run(label, spec, prompt, seed, iou, status="ok"):
+        end = {"step": 10, "iou": iou, "chamfer": 1 - iou, "colour_error": 0.1,
+               "psnr": 20.0, "psnr_yaw0": 20.0, "r_precision": math.nan,
+               "multi_face": math.nan}
+        points = [{**end, "step": 0, "iou": 0.3}] + ([end] if status == "ok" else [])
+        return {"label": label, "spec": spec, "canonical": canonical[spec], "prompt": prompt,
+                "seed": seed, "steps": 10, "status": status, "error": None if status == "ok"
+                else "non-finite", "checkpoints": points, "train_seconds": 2.0}
+
+    from ssd3d.estimators import build_estimator, describe
+
+    canonical = {s: describe(build_estimator(s)) for s in ("sds", "ssd tau=600")}
+    runs = [
+        run("a", "sds", "a red cube", 0, 0.5),
+        run("a", "sds", "a red cube", 1, 0.7),
+        run("a", "sds", "a blue torus", 0, 0.9),
+        run("b", "ssd tau=600", "a red cube", 0, 0.8),
+        run("b", "ssd tau=600", "a red cube", 1, 0.0, status="failed"),
+    ]
+    config = {"estimators": [{"label": "a", "spec": "sds"}, {"label": "b", "spec": "ssd tau=600"}],
+              "prompts": ["a red cube", "a blue torus"], "seeds": [0, 1], "steps": 10,
+              "checkpoints": [0, 10], "prior": "exact", "model": None, "overrides": [],
+              "eval": {**EvalConfig().__dict__}}
+    return {"format": "ssd3d-bench", "config": config, "runs": runs, "threshold": 2.0,
+            "judge": {"available": False, "note": "missing"}}
+
+
+def test_aggregation_gives_known_mean_and_sample_std():
+    data = _hand_made_results()
+    summary = aggregate(data)
+    a, b = summary["a"]["iou"], summary["b"]["iou"]
+    assert a.n == 3 and a.mean == pytest.approx(0.7) and a.std == pytest.approx(0.2)
+    assert b.n == 1 and b.mean == pytest.approx(0.8) and math.isnan(b.std)  # failed run left out
+    assert summary["a"]["r_precision"].n == 0  # NaN (no judge) is not a value
+    table = markdown_table(data)
+    row_a = next(line for line in table.splitlines() if line.startswith("| a |"))
+    row_b = next(line for line in table.splitlines() if line.startswith("| b |"))
+    # IoU: b's 0.800 beats a's 0.700 ± 0.200; Chamfer (lower is better) likewise.
+    assert "| 0.700 ± 0.200 |" in row_a and "| **0.800** |" in row_b
+    assert "| 0.300 ± 0.200 |" in row_a and "| **0.200** |" in row_b
+    assert row_a.endswith("| 3/3 |") and row_b.endswith("| 1/2 |")
+    assert "no judge" in row_a and "Failed: b | a red cube | seed 1: non-finite" in table
+
+
+def test_summary_of_inf_and_empty():
+    assert Summary.of([1.0, math.inf]).mean == math.inf
+    assert Summary.of([math.nan]).text(2) == "–"
+    assert Summary.of([0.25]).text(2) == "0.25"
+
+
+def test_bad_input_fails_before_any_run(tmp_path, tiny_prior):
+    with pytest.raises(SSD3DError, match="tua"):
+        bench_config(estimators="sds;ssd tua=600")
+    with pytest.raises(SSD3DError, match="unknown estimator"):
+        bench_config(estimators="sdss")
+    with pytest.raises(SSD3DError, match="unknown prompt"):
+        bench_config(prompts="a green cube;a plaid cube")
+    with pytest.raises(SSD3DError, match="grid.resolutoin"):
+        bench_config(overrides=["grid.resolutoin=8"])
+    # In the vocabulary but not in the prior's dataset: refused before the first run.
+    cfg = bench_config(quick=True, prompts="a red torus", overrides=TINY, eval_config=TINY_EVAL)
+    out = tmp_path / "b"
+    with pytest.raises(SSD3DError, match="a red torus"):
+        run_bench(cfg, out, prior=tiny_prior, judge=None, progress=False, echo=lambda s: None)
+    assert not (out / "results.json").exists()
+
+
+def test_estimator_items_take_labels_and_derive_them():
+    entries = parse_estimators("sds guidance_scale=100; SSD-600: ssd tau=600 ;ssd match_norm=false")
+    assert [(e.label, e.spec) for e in entries] == [
+        ("sds s=100", "sds guidance_scale=100"),
+        ("SSD-600", "ssd tau=600"),
+        ("ssd norm=false", "ssd match_norm=false"),
+    ]
+    with pytest.raises(SSD3DError, match="distinct"):
+        bench_config(estimators="ssd;x:ssd tau=1;ssd")
+
+
+class _FakeJudge:
+    """Answers known scores: every view right for the prompt, half the view labels right."""
+
+    view_names = ["front", "side", "back", "overhead"]
+
+    def r_precision(self, images, prompt):
+        assert prompt == "a yellow wedge" and images.shape == (4, 3, RES, RES)
+        return 1.0
+
+    def multi_face_score(self, images, labels):
+        # Orbit of 4 views from the front: front, side, back, side.
+        assert labels.tolist() == [0, 1, 2, 1]
+        return 0.5
+
+
+def test_scorer_gives_the_truth_a_perfect_score_at_its_yaw():
+    """The true wedge turned by 90 degrees, as a scene: IoU 1 at yaw 90, identical renders
+    there (PSNR inf), and a finite PSNR against the unturned truth."""
+    truth = GroundTruthField("wedge", "yellow", yaw_deg=90)
+    scene = RadianceScene(truth, SolidBackground(), RenderConfig(GROUND_TRUTH_SAMPLES))
+    # Threshold at the true surface's density: occupancy is then exactly sdf < 0.
+    cfg = EvalConfig(threshold=truth.surface_density, iou_resolution=32, n_yaw=4,
+                     mesh_resolution=48, n_surface=512, views=4)
+    metrics = Scorer(cfg, _FakeJudge()).score(scene, "a yellow wedge", RES, RES)
+    assert metrics["yaw_deg"] == 90.0 and metrics["iou"] == pytest.approx(1.0, abs=1e-3)
+    assert metrics["colour_error"] == pytest.approx(0.0, abs=1e-6)
+    assert metrics["chamfer"] < 0.03  # marching cubes at 48^3: spacing 0.04
+    assert metrics["psnr"] == math.inf and metrics["psnr_yaw0"] < 30
+    assert metrics["r_precision"] == 1.0 and metrics["multi_face"] == 0.5
+
+
+def test_cli_bench_rejects_bad_estimator_before_running(tmp_path):
+    import typer
+    from typer.testing import CliRunner
+
+    from ssd3d.commands.bench import register
+
+    app = typer.Typer()
+    register(app)
+    app.command("noop")(lambda: None)  # two commands: typer keeps the name "bench"
+    result = CliRunner().invoke(app, ["bench", "--estimators", "ssd tau=-5", "--out",
+                                      str(tmp_path / "b")])
+    assert isinstance(result.exception, SSD3DError) and "tau" in str(result.exception)
+    assert not (tmp_path / "b").exists()
+
+
+
+def test_readme_script_prints_one_table_or_two_side_by_side(tmp_path, capsys):
+    import runpy
+    from pathlib import Path
+
+    data = _hand_made_results()
+    for name in ("exact", "toy"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.json").write_text(json.dumps(data))
+    script = Path(__file__).parents[2] / "scripts" / "bench_readme.py"
+    main = runpy.run_path(str(script))["main"]
+    assert main([str(tmp_path / "exact")]) == 0
+    assert capsys.readouterr().out == markdown_table(data)
+    assert main([str(tmp_path / "exact"), str(tmp_path / "toy"), "--names", "exact,toy"]) == 0
+    out = capsys.readouterr().out
+    head = out.splitlines()[0]
+    assert "IoU ↑ (exact) | IoU ↑ (toy)" in head
+    row_a = next(line for line in out.splitlines() if line.startswith("| a |"))
+    assert row_a.count("0.700 ± 0.200") == 2 and row_a.count("no judge") == 4
+    assert main([str(tmp_path / "nowhere")]) == 2
