@@ -10,7 +10,7 @@ import imageio.v3 as iio
 import pytest
 
 from ssd3d.errors import SSD3DError
-from ssd3d.priors.exact import ExactPrior
+from ssd3d.priors.exact import UNCONDITIONAL, ExactPrior
 from ssd3d.scene import RenderConfig, SolidBackground
 from ssd3d.scene.scene import RadianceScene
 from ssd3d.toyworld.bench import (
@@ -86,6 +86,46 @@ def test_quick_bench_writes_results_table_and_plot_then_resumes(tmp_path, tiny_p
     assert len(json.loads((out / "results.json").read_text())["runs"]) == n + len(grown.ran)
 
 
+class _NaNWithoutPrompt:
+    """The tiny prior, except that a batch holding the unconditional row gives NaN noise:
+    estimators that need eps_uncond fail, the cond-only mode-seeking term does not."""
+
+    def __init__(self, prior: ExactPrior) -> None:
+        self.prior, self.alphas_cumprod = prior, prior.alphas_cumprod
+
+    def embed(self, prompts):
+        return self.prior.embed(prompts)
+
+    def encode(self, images):
+        return self.prior.encode(images)
+
+    def predict_noise(self, x_t, t, cond):
+        eps = self.prior.predict_noise(x_t, t, cond)
+        return eps * math.nan if bool((cond == UNCONDITIONAL).any()) else eps
+
+
+def test_a_run_with_a_nan_gradient_is_recorded_and_the_others_go_on(tmp_path, tiny_prior):
+    cfg = bench_config(
+        # csd first: the timing run before the runs fails too, and must not stop the bench.
+        estimators="csd;mode-seeking;x:mode-seeking variance_reduction=none",
+        prompts=PROMPTS[1:],
+        steps=4,
+        checkpoints=1,
+        overrides=TINY,
+        eval_config=TINY_EVAL,
+    )
+    prior = _NaNWithoutPrompt(tiny_prior)
+    out = run_bench(cfg, tmp_path / "b", prior=prior, judge=None, progress=False, echo=print)
+    runs = {r["label"]: r for r in out.results["runs"]}
+    assert [r["status"] for r in runs.values()] == ["failed", "ok", "ok"]
+    assert runs["csd"]["steps_done"] == 0 and "non-finite" in runs["csd"]["error"]
+    assert [c["step"] for c in runs["csd"]["checkpoints"]] == [0]  # the blob, nothing after
+    assert [c["step"] for c in runs["x"]["checkpoints"]] == [0, 4]
+    table = (tmp_path / "b" / "table.md").read_text()
+    assert "| 0/1 |" in table and "Failed: csd | a yellow wedge | seed 0: non-finite" in table
+    assert (tmp_path / "b" / "metrics_vs_steps.png").is_file()
+
+
 def test_bench_refuses_to_continue_with_other_settings(tmp_path, tiny_prior):
     out = tmp_path / "b"
     (out).mkdir()
@@ -98,13 +138,29 @@ def _hand_made_results() -> dict:
     """Three runs of 'a' (IoU 0.5, 0.7, 0.9), two of 'b' (one failed), known answers."""
 
     def run(label, spec, prompt, seed, iou, status="ok"):
-        end = {"step": 10, "iou": iou, "chamfer": 1 - iou, "colour_error": 0.1,
-               "psnr": 20.0, "psnr_yaw0": 20.0, "r_precision": math.nan,
-               "multi_face": math.nan}
+        end = {
+            "step": 10,
+            "iou": iou,
+            "chamfer": 1 - iou,
+            "colour_error": 0.1,
+            "psnr": 20.0,
+            "psnr_yaw0": 20.0,
+            "r_precision": math.nan,
+            "multi_face": math.nan,
+        }
         points = [{**end, "step": 0, "iou": 0.3}] + ([end] if status == "ok" else [])
-        return {"label": label, "spec": spec, "canonical": canonical[spec], "prompt": prompt,
-                "seed": seed, "steps": 10, "status": status, "error": None if status == "ok"
-                else "non-finite", "checkpoints": points, "train_seconds": 2.0}
+        return {
+            "label": label,
+            "spec": spec,
+            "canonical": canonical[spec],
+            "prompt": prompt,
+            "seed": seed,
+            "steps": 10,
+            "status": status,
+            "error": None if status == "ok" else "non-finite",
+            "checkpoints": points,
+            "train_seconds": 2.0,
+        }
 
     from ssd3d.estimators import build_estimator, describe
 
@@ -116,12 +172,24 @@ def _hand_made_results() -> dict:
         run("b", "ssd tau=600", "a red cube", 0, 0.8),
         run("b", "ssd tau=600", "a red cube", 1, 0.0, status="failed"),
     ]
-    config = {"estimators": [{"label": "a", "spec": "sds"}, {"label": "b", "spec": "ssd tau=600"}],
-              "prompts": ["a red cube", "a blue torus"], "seeds": [0, 1], "steps": 10,
-              "checkpoints": [0, 10], "prior": "exact", "model": None, "overrides": [],
-              "eval": {**EvalConfig().__dict__}}
-    return {"format": "ssd3d-bench", "config": config, "runs": runs, "threshold": 2.0,
-            "judge": {"available": False, "note": "missing"}}
+    config = {
+        "estimators": [{"label": "a", "spec": "sds"}, {"label": "b", "spec": "ssd tau=600"}],
+        "prompts": ["a red cube", "a blue torus"],
+        "seeds": [0, 1],
+        "steps": 10,
+        "checkpoints": [0, 10],
+        "prior": "exact",
+        "model": None,
+        "overrides": [],
+        "eval": {**EvalConfig().__dict__},
+    }
+    return {
+        "format": "ssd3d-bench",
+        "config": config,
+        "runs": runs,
+        "threshold": 2.0,
+        "judge": {"available": False, "note": "missing"},
+    }
 
 
 def test_aggregation_gives_known_mean_and_sample_std():
@@ -173,6 +241,8 @@ def test_estimator_items_take_labels_and_derive_them():
     ]
     with pytest.raises(SSD3DError, match="distinct"):
         bench_config(estimators="ssd;x:ssd tau=1;ssd")
+    with pytest.raises(SSD3DError, match="'ssd' and 'x' are the same estimator"):
+        bench_config(estimators="ssd;x:ssd tau=200")  # tau=200 is the default
 
 
 class _FakeJudge:
@@ -196,8 +266,14 @@ def test_scorer_gives_the_truth_a_perfect_score_at_its_yaw():
     truth = GroundTruthField("wedge", "yellow", yaw_deg=90)
     scene = RadianceScene(truth, SolidBackground(), RenderConfig(GROUND_TRUTH_SAMPLES))
     # Threshold at the true surface's density: occupancy is then exactly sdf < 0.
-    cfg = EvalConfig(threshold=truth.surface_density, iou_resolution=32, n_yaw=4,
-                     mesh_resolution=48, n_surface=512, views=4)
+    cfg = EvalConfig(
+        threshold=truth.surface_density,
+        iou_resolution=32,
+        n_yaw=4,
+        mesh_resolution=48,
+        n_surface=512,
+        views=4,
+    )
     metrics = Scorer(cfg, _FakeJudge()).score(scene, "a yellow wedge", RES, RES)
     assert metrics["yaw_deg"] == 90.0 and metrics["iou"] == pytest.approx(1.0, abs=1e-3)
     assert metrics["colour_error"] == pytest.approx(0.0, abs=1e-6)
@@ -215,11 +291,11 @@ def test_cli_bench_rejects_bad_estimator_before_running(tmp_path):
     app = typer.Typer()
     register(app)
     app.command("noop")(lambda: None)  # two commands: typer keeps the name "bench"
-    result = CliRunner().invoke(app, ["bench", "--estimators", "ssd tau=-5", "--out",
-                                      str(tmp_path / "b")])
+    result = CliRunner().invoke(
+        app, ["bench", "--estimators", "ssd tau=-5", "--out", str(tmp_path / "b")]
+    )
     assert isinstance(result.exception, SSD3DError) and "tau" in str(result.exception)
     assert not (tmp_path / "b").exists()
-
 
 
 def test_readme_script_prints_one_table_or_two_side_by_side(tmp_path, capsys):

@@ -14,20 +14,23 @@ from ssd3d.toyworld.render_dataset import DatasetConfig, render_dataset
 # The wedge: the blob starts far from it (IoU 0.33; a cube or a sphere starts at 0.68-0.75,
 # too close for a short run to show much), and its front differs from its back.
 PROMPT, OTHER = "a yellow wedge", "a green cube"
-# 200 steps on a 16^3 grid at 32 px: ~0.07 s a step on this machine when it is idle.
-# Measured (seed 0): IoU 0.327 at step 0, 0.470 at step 200, 0.487 at 300.
+# 200 steps on a 16^3 grid, renders (and the dataset) at 16 px: 50 s on this 2-core machine
+# under other agents' load. Measured (seed 0, IoU on a 48^3 grid): 0.327 at step 0, 0.473 at
+# step 200; at 32 px the same run gives 0.470 at 200 and 0.487 at 300, 2-3 times slower.
 STEPS = 200
+RES = 16
 
 
 def test_exact_prior_distils_the_wedge_out_of_the_blob():
     # Two prompts, so that the unconditional branch (every image) differs from the prompt's.
-    data = render_dataset(DatasetConfig(views_per_prompt=40), [PROMPT, OTHER], progress=False)
+    dataset = DatasetConfig(views_per_prompt=40, resolution=RES)
+    data = render_dataset(dataset, [PROMPT, OTHER], progress=False)
     views = [data.view_names[int(v)] for v in data.view_labels]
     prior = ExactPrior(data.images.float() / 255, data.labels, data.prompts, views=views)
     cfg = resolve_config(
         "exact",
         {"prompt": PROMPT, "estimator": "sds guidance_scale=7.5", "steps": STEPS, "seed": 0},
-        ["grid.resolution=16"],
+        ["grid.resolution=16", f"camera.width={RES}", f"camera.height={RES}"],
     )
     run = prepare(cfg, prior)
     field = run.scene.field

@@ -44,7 +44,9 @@ def register(app: typer.Typer) -> None:
         ] = None,
         out: Annotated[
             Path | None,
-            typer.Option(help="results folder; an existing one is continued (default: bench/<time>)"),
+            typer.Option(
+                help="results folder; an existing one is continued (default: bench/<time>)"
+            ),
         ] = None,
         quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
     ) -> None:

@@ -15,9 +15,10 @@ from ssd3d.config import apply_overrides, from_dict, load_yaml, merge, nest, par
 from ssd3d.errors import SSD3DError
 from ssd3d.estimators import SCHEDULES
 from ssd3d.estimators.schedules import DEFAULT_T_MAX, DEFAULT_T_MIN
+from ssd3d.priors.load import PRIOR_NAMES
 from ssd3d.scene import CameraConfig, RenderConfig, ShadingConfig, ViewPromptConfig, VoxelGridConfig
 
-PRIORS = ("toy", "exact", "stable-diffusion")
+PRIORS = PRIOR_NAMES
 
 
 @dataclass(frozen=True)

@@ -72,6 +72,10 @@ def checkpoint_at(run: dict, step: int) -> dict | None:
     return next((c for c in run["checkpoints"] if c["step"] == step), None)
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def labels_in_order(data: dict) -> list[str]:
     return [e["label"] for e in data["config"]["estimators"]]
 
@@ -134,7 +138,7 @@ def markdown_table(data: dict, title: str | None = None) -> str:
     if title is None:
         title = (
             f"ToyWorld benchmark: {cfg['prior']} prior, {cfg['steps']} steps, "
-            f"{len(cfg['prompts'])} prompts × {len(cfg['seeds'])} seeds"
+            f"{_count(len(cfg['prompts']), 'prompt')} × {_count(len(cfg['seeds']), 'seed')}"
         )
     lines += [f"### {title}", "", "| " + " | ".join(head) + " |"]
     lines.append("|" + "|".join(["---"] + [":-:"] * (len(head) - 1)) + "|")
@@ -155,6 +159,49 @@ def markdown_table(data: dict, title: str | None = None) -> str:
         cells.append(f"{ok}/{n}")
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", *(f"- {note}" for note in notes(data))]
+    lines += ["", per_prompt_markdown(data, "iou")]
+    return "\n".join(lines)
+
+
+def per_prompt_markdown(data: dict, key: str = "iou") -> str:
+    """One metric per estimator and prompt (mean over seeds) at the end, with the initial
+    blob's row: the spread over prompts in the main table is mostly prompt difficulty, and
+    estimators are compared within a column."""
+    cfg = data["config"]
+    metric = next(m for m in METRICS if m.key == key)
+    prompts, step = cfg["prompts"], cfg["steps"]
+    runs = selected_runs(data)
+    rows: dict[str, dict[str, Summary]] = {}
+    blob = {}
+    for prompt in prompts:
+        starts = [checkpoint_at(r, 0) for r in runs if r["prompt"] == prompt]
+        blob[prompt] = Summary.of([c.get(key, math.nan) for c in starts if c][:1])
+    for label in labels_in_order(data):
+        rows[label] = {}
+        for prompt in prompts:
+            points = [
+                checkpoint_at(r, step)
+                for r in runs
+                if r["label"] == label and r["prompt"] == prompt
+            ]
+            rows[label][prompt] = Summary.of([p.get(key, math.nan) for p in points if p])
+    arrow = "↑" if metric.higher_is_better else "↓"
+    lines = [
+        f"#### {metric.title} {arrow} per prompt at step {step} (mean over seeds; best in bold)",
+        "",
+        "| estimator | " + " | ".join(prompts) + " |",
+        "|" + "|".join(["---"] + [":-:"] * len(prompts)) + "|",
+        "| *initial blob* | " + " | ".join(blob[p].text(metric.digits) for p in prompts) + " |",
+    ]
+    best = {p: _best({k: v[p] for k, v in rows.items()}, metric) for p in prompts}
+    for label, row in rows.items():
+        cells = []
+        for p in prompts:
+            text = row[p].text(metric.digits)
+            if row[p].n and best[p] == f"{row[p].mean:.{metric.digits}f}":
+                text = f"**{text}**"
+            cells.append(text)
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -256,8 +303,9 @@ def side_by_side_markdown(datas: Sequence[dict], names: Sequence[str]) -> str:
     for d, n in zip(datas, names, strict=True):
         c = d["config"]
         lines.append(
-            f"- {n}: {c['prior']} prior, {c['steps']} steps, {len(c['prompts'])} prompts × "
-            f"{len(c['seeds'])} seeds; mean ± sample std, best per column in bold."
+            f"- {n}: {c['prior']} prior, {c['steps']} steps, "
+            f"{_count(len(c['prompts']), 'prompt')} × {_count(len(c['seeds']), 'seed')}; "
+            "mean ± sample std, best per column in bold."
         )
     return "\n".join(lines) + "\n"
 
@@ -270,9 +318,7 @@ def curves(data: dict, metric: str) -> dict[str, tuple[list[int], list[float]]]:
         runs = [r for r in selected_runs(data) if r["label"] == label]
         xs, ys = [], []
         for step in steps:
-            s = Summary.of(
-                [c.get(metric, math.nan) for r in runs if (c := checkpoint_at(r, step))]
-            )
+            s = Summary.of([c.get(metric, math.nan) for r in runs if (c := checkpoint_at(r, step))])
             if s.n and math.isfinite(s.mean):
                 xs.append(step)
                 ys.append(s.mean)
@@ -313,20 +359,28 @@ def plot_metrics_vs_steps(data: dict, path: Path) -> Path:
             continue
         for i, (label, (xs, ys)) in enumerate(curves(data, m.key).items()):
             style = FAMILY_STYLES.get(label.split()[0], "-")
-            (line,) = ax.plot(xs, ys, style, marker="o", ms=3, lw=1.5, color=palette[i],
-                              label=label)
+            (line,) = ax.plot(
+                xs, ys, style, marker="o", ms=3, lw=1.5, color=palette[i], label=label
+            )
             handles.setdefault(label, line)
-    for ax in axes[len(metrics):]:
+    for ax in axes[len(metrics) :]:
         ax.axis("off")
     fig.suptitle(
-        f"ToyWorld benchmark: {cfg['prior']} prior, mean over {len(cfg['prompts'])} prompts × "
-        f"{len(cfg['seeds'])} seeds (step 0 = the initial blob)"
+        f"ToyWorld benchmark: {cfg['prior']} prior, mean over "
+        f"{_count(len(cfg['prompts']), 'prompt')} × {_count(len(cfg['seeds']), 'seed')} "
+        "(step 0 = the initial blob)"
     )
     legend_ax = axes[len(metrics)] if len(axes) > len(metrics) else None
     ordered = [handles[x] for x in labels if x in handles]
     if legend_ax is not None:
-        legend_ax.legend(ordered, [h.get_label() for h in ordered], loc="center", fontsize=8,
-                         ncol=1 if len(ordered) <= 14 else 2, frameon=False)
+        legend_ax.legend(
+            ordered,
+            [h.get_label() for h in ordered],
+            loc="center",
+            fontsize=8,
+            ncol=1 if len(ordered) <= 14 else 2,
+            frameon=False,
+        )
     else:
         fig.legend(ordered, [h.get_label() for h in ordered], loc="lower center", ncol=5)
     fig.tight_layout()
@@ -359,6 +413,7 @@ __all__ = [
     "curves",
     "markdown_table",
     "notes",
+    "per_prompt_markdown",
     "plot_metrics_vs_steps",
     "side_by_side_markdown",
     "write_report",
