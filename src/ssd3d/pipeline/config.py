@@ -122,8 +122,11 @@ class GenerateConfig:
     # Which frozen prior: "toy" (shipped ToyWorld UNet), "exact" (ToyWorld's exact score),
     # "stable-diffusion" (diffusers, GPU recommended).
     prior: str = "exact"
-    # Prior weights: a local folder or hub id (stable-diffusion), a .safetensors file (toy).
+    # Prior weights: a local folder or hub id (stable-diffusion), a .safetensors file (toy,
+    # or a ToyWorld dataset for exact).
     model: str | None = None
+    # stable-diffusion only: renders are resized to this before the VAE (SD's 512 by default).
+    encode_resolution: int | None = None
     # "nerf" (voxel radiance field) or "image" (optimise pixels: quick estimator studies).
     representation: Literal["nerf", "image"] = "nerf"
     # Estimator spec for ssd3d.estimators.build_estimator.

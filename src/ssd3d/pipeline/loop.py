@@ -202,7 +202,7 @@ class Distillation:
             t=t.tolist(),
             loss=float(loss.detach()),
             grad_norm=float(grad.flatten(1).norm(dim=1).mean()),
-            regularisers={k: float(v) for k, (_, v) in regularisers.items()},
+            regularisers={k: float(v.detach()) for k, (_, v) in regularisers.items()},
             timings_ms=timings,
         )
 

@@ -76,7 +76,9 @@ def prepare(cfg: GenerateConfig, prior=None) -> Distillation:
     build_estimator(cfg.estimator)  # fail fast on a bad estimator spec
     cfg.timesteps.build()
     if prior is None:
-        prior = load_prior(cfg.prior, cfg.model, cfg.device, cfg.camera.height)
+        prior = load_prior(
+            cfg.prior, cfg.model, cfg.device, cfg.camera.height, cfg.encode_resolution
+        )
     return Distillation(cfg, prior)  # embeds the prompt: unknown prompts fail here
 
 

@@ -9,7 +9,11 @@ PRIOR_NAMES = ("toy", "exact", "stable-diffusion")
 
 
 def load_prior(
-    name: str, model: str | None = None, device: str = "cpu", resolution: int = 32
+    name: str,
+    model: str | None = None,
+    device: str = "cpu",
+    resolution: int = 32,
+    encode_resolution: int | None = None,
 ) -> DiffusionPrior:
     """``toy``: the shipped ToyWorld UNet (``model`` = another .safetensors file);
     ``exact``: ToyWorld's exact posterior over its rendered dataset (cached on first use);
@@ -36,5 +40,7 @@ def load_prior(
         from ssd3d.priors.stable_diffusion import StableDiffusionConfig, StableDiffusionPrior
 
         kwargs = {"device": device} | ({"model": model} if model else {})
+        if encode_resolution is not None:
+            kwargs["encode_resolution"] = encode_resolution
         return StableDiffusionPrior(StableDiffusionConfig(**kwargs))
     raise SSD3DError(f"unknown prior '{name}' (known: {', '.join(PRIOR_NAMES)})")
