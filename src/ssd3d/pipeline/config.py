@@ -15,6 +15,7 @@ from ssd3d.config import apply_overrides, from_dict, load_yaml, merge, nest, par
 from ssd3d.errors import SSD3DError
 from ssd3d.estimators import SCHEDULES
 from ssd3d.estimators.schedules import DEFAULT_T_MAX, DEFAULT_T_MIN
+from ssd3d.export.mesh import DEFAULT_DENSITY_THRESHOLD
 from ssd3d.priors.load import PRIOR_NAMES
 from ssd3d.scene import CameraConfig, RenderConfig, ShadingConfig, ViewPromptConfig, VoxelGridConfig
 
@@ -101,9 +102,9 @@ class ExportConfig:
     """What a finished run writes."""
 
     # Marching-cubes grid per side and density level (ssd3d.export's default, measured.md:
-    # density > 1 to 2 matched the true shapes best).
+    # density > 1 to 2 matched the true shapes best; also ToyWorld's IoU threshold).
     mesh_resolution: int = 96
-    density_threshold: float = 2.0
+    density_threshold: float = DEFAULT_DENSITY_THRESHOLD
     mesh_formats: tuple[str, ...] = ("glb", "obj", "ply")
     # Turntable video: frames per revolution, frame rate, render size in pixels.
     turntable_frames: int = 48

@@ -18,17 +18,14 @@ import torch
 from torch import Tensor
 
 from ssd3d.errors import SSD3DError
+from ssd3d.export.mesh import DEFAULT_DENSITY_THRESHOLD, AlbedoFn, DensityFn
 from ssd3d.toyworld.shapes import SHAPE_RADIUS, get_shape, rotate_yaw, sdf, surface_points
 from ssd3d.toyworld.vocabulary import colour_rgb, parse_prompt
 
-DensityFn = Callable[[Tensor], Tensor]
-AlbedoFn = Callable[[Tensor], Tensor]
-
-# Generated occupancy is density > this. measured.md: "density > 1 to 2 was best" for the
-# softplus voxel fields of the 3D loop; 2.0 is also export/mesh.py's iso-level, so the
-# scored mesh and the scored occupancy are the same surface. (A GroundTruthField is exactly
-# its shape at threshold = field.surface_density.)
-DEFAULT_OCCUPANCY_THRESHOLD = 2.0
+# Generated occupancy is density > the mesh exporter's iso-level (measured.md: "density > 1
+# to 2 was best"), so the scored mesh and the scored occupancy are the same surface. (A
+# GroundTruthField is exactly its shape at threshold = field.surface_density.)
+DEFAULT_OCCUPANCY_THRESHOLD = DEFAULT_DENSITY_THRESHOLD
 # IoU grid points per axis over [-1, 1]^3: voxel 0.031, half a pixel of a 32x32 render.
 DEFAULT_IOU_RESOLUTION = 64
 # Yaw candidates: every 10 degrees.
