@@ -105,10 +105,29 @@ def time_distill_step(
     return steps
 
 
+def time_pipeline_step(
+    prior: StableDiffusionPrior, args: argparse.Namespace, generator: torch.Generator
+) -> list[dict[str, float]]:
+    """A full step of ``ssd3d generate --prior stable-diffusion`` (its preset): volume
+    render + encode, batched UNet, estimator, backward through VAE and renderer, Adam."""
+    from ssd3d.pipeline.config import resolve_config
+    from ssd3d.pipeline.run import prepare
+
+    cfg = resolve_config(
+        "stable-diffusion",
+        {"prompt": args.prompt, "estimator": args.estimator, "device": str(prior.device)},
+        [f"views_per_step={args.batch}", f"seed={args.seed}"],
+    )
+    run = prepare(cfg, prior)
+    records = [run.run_step() for _ in range(args.warmup + args.steps)]
+    return [r.timings_ms for r in records[args.warmup :]]
+
+
 STEP_KINDS: dict[
     str, Callable[[StableDiffusionPrior, argparse.Namespace, torch.Generator], list]
 ] = {
     "distill": time_distill_step,
+    "pipeline": time_pipeline_step,
 }
 
 
