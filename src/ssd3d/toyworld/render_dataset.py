@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -61,9 +61,7 @@ def render_prompt(prompt: str, n: int, cfg: DatasetConfig, generator: torch.Gene
     """n ground-truth renders of one prompt. (images uint8 [n,3,H,W], cameras list, labels)"""
     parsed = parse_prompt(prompt)
     gt = GroundTruthField(parsed.shape, parsed.colour)
-    camera = CameraConfig(
-        **{**cfg.camera.__dict__, "width": cfg.resolution, "height": cfg.resolution}
-    )
+    camera = replace(cfg.camera, width=cfg.resolution, height=cfg.resolution)
     background = SolidBackground()
     images, views, azimuths, elevations = [], [], [], []
     for start in range(0, n, VIEW_CHUNK):
