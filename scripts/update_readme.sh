@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Regenerate every figure and table in README.md from the commands that produce them.
-#   bash scripts/update_readme.sh [sim] [generate] [bench]     (default: all three)
+#   bash scripts/update_readme.sh [sim] [generate] [bench] [sd]     (default: all four)
+# (sd only tabulates benchmarks/results/sd_*.json: run benchmarks/sd_gpu.sh on a GPU first)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-parts=("${@:-sim generate bench}")
+parts=("${@:-sim generate bench sd}")
 parts=(${parts[*]})
 mkdir -p docs/figures
 for part in "${parts[@]}"; do
@@ -21,6 +22,9 @@ for part in "${parts[@]}"; do
       ;;
     bench)
       python scripts/bench_readme.py bench/exact | python scripts/readme_section.py bench
+      ;;
+    sd)
+      python scripts/sd_results.py | python scripts/readme_section.py sd
       ;;
     *) echo "unknown part: $part" >&2; exit 2 ;;
   esac

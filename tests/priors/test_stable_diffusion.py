@@ -18,9 +18,11 @@ from ssd3d.estimators import NFSD  # noqa: E402
 from ssd3d.guidance import distillation_gradient  # noqa: E402
 from ssd3d.priors.base import DiffusionPrior, add_noise, make_alphas_cumprod  # noqa: E402
 from ssd3d.priors.stable_diffusion import (  # noqa: E402
+    RANDOM_ARCHITECTURES,
     StableDiffusionConfig,
     StableDiffusionPrior,
     check_pipeline_folder,
+    save_tiny_pipeline,
 )
 
 pytestmark = pytest.mark.usefixtures("hf_offline")
@@ -279,3 +281,25 @@ def test_cuda_runs_fp16_channels_last_and_returns_callers_dtype(tiny_sd_path):
     assert torch.isfinite(images.grad).all() and images.grad.abs().sum() > 0
     eps = prior.predict_noise(x0.detach(), torch.tensor([500], device="cuda"), prior.embed([""]))
     assert eps.dtype == torch.float32 and torch.isfinite(eps).all()
+
+
+def test_random_sd21_architecture_has_the_real_checkpoints_sizes():
+    # The GPU benchmark's stand-in must cost what SD 2.1-base costs: same parameter counts
+    # (865,910,724 UNet and 83,653,863 VAE parameters in the released checkpoint).
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+
+    sizes = RANDOM_ARCHITECTURES["sd2.1-base"]
+    with torch.device("meta"):
+        unet = UNet2DConditionModel(
+            in_channels=4, out_channels=4, cross_attention_dim=1024, **sizes["unet"]
+        )
+        vae = AutoencoderKL(
+            down_block_types=("DownEncoderBlock2D",) * 4,
+            up_block_types=("UpDecoderBlock2D",) * 4,
+            latent_channels=4,
+            **sizes["vae"],
+        )
+    assert sum(p.numel() for p in unet.parameters()) == 865_910_724
+    assert sum(p.numel() for p in vae.parameters()) == 83_653_863
+    with pytest.raises(SSD3DError, match="unknown random architecture 'huge'"):
+        save_tiny_pipeline("unused", architecture="huge")

@@ -30,15 +30,31 @@ def render_dataset(
     views: Annotated[int, typer.Option(help="views per prompt")] = 200,
     resolution: Annotated[int, typer.Option(help="render size in pixels")] = 32,
     seed: Annotated[int, typer.Option()] = 0,
+    shading: Annotated[
+        str,
+        typer.Option(
+            help="'pipeline': the pipeline's shading mix (for priors); 'coloured': albedo and "
+            "lambertian only, no textureless views (for the judge, which must see colour)"
+        ),
+    ] = "pipeline",
 ) -> None:
     """Render every prompt with the pipeline's cameras, shading and background."""
     from ssd3d.errors import SSD3DError
-    from ssd3d.toyworld.render_dataset import DatasetConfig, cached_dataset, cached_path
+    from ssd3d.toyworld.render_dataset import (
+        SHADING_MIXES,
+        DatasetConfig,
+        cached_dataset,
+        cached_path,
+    )
     from ssd3d.toyworld.render_dataset import render_dataset as render
 
     if views < 1 or resolution < 4:
         raise SSD3DError("--views must be >= 1 and --resolution >= 4")
-    cfg = DatasetConfig(views_per_prompt=views, resolution=resolution, seed=seed)
+    if shading not in SHADING_MIXES:
+        raise SSD3DError(f"--shading must be one of {', '.join(SHADING_MIXES)}; got {shading!r}")
+    cfg = DatasetConfig(
+        views_per_prompt=views, resolution=resolution, seed=seed, shading=SHADING_MIXES[shading]
+    )
     if out is None:
         cached_dataset(cfg)
         out = cached_path(cfg)

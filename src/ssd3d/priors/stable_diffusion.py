@@ -522,19 +522,68 @@ def _tiny_merges() -> list[tuple[str, str]]:
     return list(merges)
 
 
+# Module sizes of a random pipeline. "tiny" is a few MB; "sd2.1-base" has Stable Diffusion
+# 2.1-base's architecture (865M-parameter UNet, OpenCLIP ViT-H text encoder, 83M VAE), so a
+# GPU benchmark with random weights costs what the real checkpoint costs, with no download.
+RANDOM_ARCHITECTURES: dict[str, dict] = {
+    "tiny": {
+        "text": {"hidden_size": 32, "intermediate_size": 64, "heads": 4, "layers": 2},
+        "unet": {
+            "sample_size": 8,
+            "block_out_channels": (32, 64),
+            "layers_per_block": 1,
+            "down_block_types": ("CrossAttnDownBlock2D", "DownBlock2D"),
+            "up_block_types": ("UpBlock2D", "CrossAttnUpBlock2D"),
+            "attention_head_dim": 4,
+            "norm_num_groups": 8,
+        },
+        "vae": {"block_out_channels": (8, 8, 16, 16), "layers_per_block": 1, "norm_num_groups": 4},
+    },
+    "sd2.1-base": {
+        "text": {"hidden_size": 1024, "intermediate_size": 4096, "heads": 16, "layers": 23},
+        "unet": {
+            "sample_size": 64,
+            "block_out_channels": (320, 640, 1280, 1280),
+            "layers_per_block": 2,
+            "down_block_types": ("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+            "up_block_types": ("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+            "attention_head_dim": (5, 10, 20, 20),
+            "use_linear_projection": True,
+            "norm_num_groups": 32,
+        },
+        "vae": {
+            "block_out_channels": (128, 256, 512, 512),
+            "layers_per_block": 2,
+            "norm_num_groups": 32,
+        },
+    },
+}
+
+
 def save_tiny_pipeline(
     folder: str | os.PathLike[str],
     *,
     seed: int = 0,
     prediction_type: Literal["epsilon", "v_prediction"] = "epsilon",
-    hidden_size: int = 32,
+    hidden_size: int | None = None,
+    architecture: str = "tiny",
 ) -> Path:
     """Write a randomly initialised SD-shaped pipeline (safetensors) to ``folder``; return it.
 
     Same layout, classes and latent geometry as SD (4 latent channels, VAE downsampling by
-    8, 77 tokens, scaled-linear betas), a few MB in all. Its outputs mean nothing: it lets
-    tests and benchmarks exercise the real code path without downloading weights.
+    8, 77 tokens, scaled-linear betas); ``architecture`` picks the module sizes from
+    ``RANDOM_ARCHITECTURES`` (a few MB for "tiny"). Its outputs mean nothing: it lets tests
+    and benchmarks exercise the real code path without downloading weights.
     """
+    if architecture not in RANDOM_ARCHITECTURES:
+        raise SSD3DError(
+            f"unknown random architecture {architecture!r}; "
+            f"choose one of {', '.join(RANDOM_ARCHITECTURES)}"
+        )
+    sizes = RANDOM_ARCHITECTURES[architecture]
+    text = dict(sizes["text"])
+    if hidden_size is not None:
+        text.update(hidden_size=hidden_size, intermediate_size=2 * hidden_size)
     _require_sd_libraries()
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
@@ -556,28 +605,19 @@ def save_tiny_pipeline(
     torch.manual_seed(seed)
     text_config = CLIPTextConfig(
         vocab_size=len(vocab),
-        hidden_size=hidden_size,
-        intermediate_size=2 * hidden_size,
-        num_attention_heads=4,
-        num_hidden_layers=2,
+        hidden_size=text["hidden_size"],
+        intermediate_size=text["intermediate_size"],
+        num_attention_heads=text["heads"],
+        num_hidden_layers=text["layers"],
         max_position_embeddings=77,
-        projection_dim=hidden_size,
+        projection_dim=text["hidden_size"],
         bos_token_id=vocab["<|startoftext|>"],
         eos_token_id=vocab["<|endoftext|>"],
         pad_token_id=vocab["<|endoftext|>"],
     )
     CLIPTextModel(text_config).save_pretrained(root / "text_encoder", safe_serialization=True)
     UNet2DConditionModel(
-        sample_size=8,
-        in_channels=4,
-        out_channels=4,
-        block_out_channels=(32, 64),
-        layers_per_block=1,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=hidden_size,
-        attention_head_dim=4,
-        norm_num_groups=8,
+        in_channels=4, out_channels=4, cross_attention_dim=text["hidden_size"], **sizes["unet"]
     ).save_pretrained(root / "unet", safe_serialization=True)
     # Four blocks, as SD's VAE: three downsamplings, so latents are 1/8 of the image side.
     AutoencoderKL(
@@ -585,11 +625,9 @@ def save_tiny_pipeline(
         out_channels=3,
         down_block_types=("DownEncoderBlock2D",) * 4,
         up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=(8, 8, 16, 16),
-        layers_per_block=1,
         latent_channels=4,
-        norm_num_groups=4,
         sample_size=64,
+        **sizes["vae"],
         scaling_factor=0.18215,  # SD 1.x / 2.x's VAE scaling factor
     ).save_pretrained(root / "vae", safe_serialization=True)
     DDPMScheduler(
