@@ -212,3 +212,22 @@ def test_through_the_guidance_step_a_stored_image_gets_no_push():
     torch.testing.assert_close(preds.eps_cond, noise, atol=1e-3, rtol=0)
     torch.testing.assert_close(preds.eps_uncond, noise, atol=1e-3, rtol=0)
     assert grad.abs().max() < 1e-5
+
+
+def test_generate_config_reaches_the_exact_prior(tmp_path):
+    # `exact.smoothing` and the dataset file set on a run's config are what the prior uses.
+    from ssd3d.pipeline.config import resolve_config
+    from ssd3d.pipeline.run import load_prior_for
+    from ssd3d.toyworld.render_dataset import DatasetConfig, render_dataset
+
+    data = render_dataset(
+        DatasetConfig(views_per_prompt=3, resolution=8), ["a red cube"], progress=False
+    )
+    path = tmp_path / "data.safetensors"
+    data.save(path)
+    cfg = resolve_config(
+        "exact", {"prompt": "a red cube", "model": str(path)}, ["exact.smoothing=0.25"]
+    )
+    prior = load_prior_for(cfg)
+    assert prior.config.smoothing == 0.25
+    assert prior.data.shape == (3, 3 * 8 * 8) and prior.prompts == ["a red cube"]

@@ -1,4 +1,4 @@
-"""``ssd3d toyworld train-prior`` and ``ssd3d toyworld train-classifier``.
+"""``ssd3d toyworld train-prior``, ``train-classifier`` and ``eval-prior``.
 
 ``register(app)`` adds a ``toyworld`` sub-app holding the two commands; ``add_commands``
 attaches them to an existing ``toyworld`` Typer instead (so one sub-app can also carry
@@ -84,6 +84,55 @@ def add_commands(toyworld_app: typer.Typer) -> None:
             f"view {result.val_view_accuracy:.3f}; {result.wall_time_s / 60:.1f} min)"
         )
         typer.echo("ship it: copy the judge to src/ssd3d/toyworld/assets/judge.safetensors")
+
+    @toyworld_app.command("eval-prior")
+    def eval_prior_command(
+        prior: Path | None = typer.Option(None, "--prior", help="Prior file (default: shipped)."),
+        judge: Path | None = typer.Option(None, "--judge", help="Judge file (default: shipped)."),
+        samples: int = typer.Option(8, "--samples", help="Guided samples per prompt."),
+        seed: int = typer.Option(0, "--seed"),
+        out: Path | None = typer.Option(None, "--out", help="Write the scores here (.json)."),
+    ) -> None:
+        """Sample the prior for every prompt and report how many the judge recognises."""
+        import dataclasses
+        import json
+
+        from ssd3d.errors import SSD3DError
+        from ssd3d.priors.toy import ToyPrior
+        from ssd3d.toyworld.judge import Judge
+        from ssd3d.toyworld.prior_eval import evaluate_prior, summarise
+
+        if samples < 1:
+            raise SSD3DError(f"--samples must be >= 1; got {samples}")
+        if out is not None and out.suffix != ".json":
+            raise SSD3DError(f"--out must name a .json file; got {out}")
+        toy, reader = ToyPrior.load(prior), Judge.load(judge)
+        scores = evaluate_prior(toy, reader, samples_per_prompt=samples, seed=seed)
+        for score in scores:
+            if not score.recognised:
+                typer.echo(
+                    f"missed {score.prompt!r}: judge says {score.predicted or 'a tie'} "
+                    f"(samples right {score.sample_accuracy:.2f}, shape "
+                    f"{score.shape_accuracy:.2f}, colour {score.colour_accuracy:.2f})"
+                )
+        summary = summarise(scores)
+        typer.echo(
+            f"recognised {summary['recognised']:.0%} of {len(scores)} prompts; per sample: "
+            f"prompt {summary['sample_accuracy']:.2f}, shape {summary['shape_accuracy']:.2f}, "
+            f"colour {summary['colour_accuracy']:.2f} ({samples} samples per prompt, seed {seed})"
+        )
+        if out is not None:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            record = {
+                "summary": summary,
+                "samples_per_prompt": samples,
+                "seed": seed,
+                "prior": str(prior or "shipped"),
+                "judge": str(judge or "shipped"),
+                "prompts": [dataclasses.asdict(s) for s in scores],
+            }
+            out.write_text(json.dumps(record, indent=2) + "\n")
+            typer.echo(f"wrote {out}")
 
 
 def register(app: typer.Typer) -> None:

@@ -116,6 +116,25 @@ class ExportConfig:
 
 
 @dataclass(frozen=True)
+class ExactPriorOptions:
+    """The exact prior's data (prior: exact, no ``model`` file given)."""
+
+    # Rendered views per prompt of the cached ToyWorld dataset it reads (rendered on first
+    # use; 200 takes a few minutes on 2 cores, the posterior then moves smoothly with view).
+    views_per_prompt: int = 200
+    # Std of a Gaussian around each stored image, in [-1, 1] pixel units: at low noise the
+    # posterior then blends neighbouring views instead of snapping to one (0 = off).
+    smoothing: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.views_per_prompt < 1 or self.smoothing < 0:
+            raise SSD3DError(
+                "exact.views_per_prompt must be >= 1 and exact.smoothing >= 0; got "
+                f"{self.views_per_prompt}, {self.smoothing}"
+            )
+
+
+@dataclass(frozen=True)
 class GenerateConfig:
     """One text-to-3D run."""
 
@@ -152,6 +171,7 @@ class GenerateConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     regularisers: RegulariserConfig = field(default_factory=RegulariserConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+    exact: ExactPriorOptions = field(default_factory=ExactPriorOptions)
 
     def __post_init__(self) -> None:
         if self.prior not in PRIORS:
@@ -181,6 +201,7 @@ def resolve_config(prior: str, fields: dict, overrides: list[str]) -> GenerateCo
 
 __all__ = [
     "BackgroundConfig",
+    "ExactPriorOptions",
     "ExportConfig",
     "GenerateConfig",
     "GrowthConfig",

@@ -66,19 +66,30 @@ def check_device(device: str) -> None:
         raise SSD3DError("device 'cuda' was asked for, but PyTorch sees no CUDA device")
 
 
-def prepare(cfg: GenerateConfig, prior=None) -> Distillation:
-    """Validate everything and build the run in memory (nothing written yet)."""
+def load_prior_for(cfg: GenerateConfig):
+    """The prior a run of ``cfg`` distils from (loaded on ``cfg.device``)."""
     from ssd3d.priors.load import load_prior
 
+    return load_prior(
+        cfg.prior,
+        cfg.model,
+        cfg.device,
+        cfg.camera.height,
+        cfg.encode_resolution,
+        views_per_prompt=cfg.exact.views_per_prompt,
+        smoothing=cfg.exact.smoothing,
+    )
+
+
+def prepare(cfg: GenerateConfig, prior=None) -> Distillation:
+    """Validate everything and build the run in memory (nothing written yet)."""
     check_device(cfg.device)
     if not cfg.prompt.strip():
         raise SSD3DError("the prompt is empty")
     build_estimator(cfg.estimator)  # fail fast on a bad estimator spec
     cfg.timesteps.build()
     if prior is None:
-        prior = load_prior(
-            cfg.prior, cfg.model, cfg.device, cfg.camera.height, cfg.encode_resolution
-        )
+        prior = load_prior_for(cfg)
     return Distillation(cfg, prior)  # embeds the prompt: unknown prompts fail here
 
 

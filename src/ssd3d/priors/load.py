@@ -14,9 +14,13 @@ def load_prior(
     device: str = "cpu",
     resolution: int = 32,
     encode_resolution: int | None = None,
+    views_per_prompt: int = 200,
+    smoothing: float = 0.0,
 ) -> DiffusionPrior:
     """``toy``: the shipped ToyWorld UNet (``model`` = another .safetensors file);
-    ``exact``: ToyWorld's exact posterior over its rendered dataset (cached on first use);
+    ``exact``: ToyWorld's exact posterior over its rendered dataset (cached on first use,
+    ``views_per_prompt`` views at ``resolution``; ``model`` = a dataset file instead), its
+    images blurred by ``smoothing``;
     ``stable-diffusion``: a diffusers checkpoint (``model`` = hub id or local folder).
     """
     if name == "toy":
@@ -24,7 +28,7 @@ def load_prior(
 
         return ToyPrior.load(model, device=device)
     if name == "exact":
-        from ssd3d.priors.exact import ExactPrior
+        from ssd3d.priors.exact import ExactPrior, ExactPriorConfig
         from ssd3d.toyworld.render_dataset import DatasetConfig, cached_dataset
 
         if model is not None:
@@ -32,9 +36,17 @@ def load_prior(
 
             data = ToyDataset.load(model)
         else:
-            data = cached_dataset(DatasetConfig(resolution=resolution))
+            data = cached_dataset(
+                DatasetConfig(views_per_prompt=views_per_prompt, resolution=resolution)
+            )
         views = [data.view_names[int(v)] for v in data.view_labels]
-        prior = ExactPrior(data.images.float() / 255, data.labels, data.prompts, views=views)
+        prior = ExactPrior(
+            data.images.float() / 255,
+            data.labels,
+            data.prompts,
+            views=views,
+            config=ExactPriorConfig(smoothing=smoothing),
+        )
         return prior.to(device)
     if name == "stable-diffusion":
         from ssd3d.priors.stable_diffusion import StableDiffusionConfig, StableDiffusionPrior

@@ -627,10 +627,10 @@ def run_bench(
     configs = {(e.label, p, s): cfg.generate_config(e, p, s) for e, p, s in todo}
     any_cfg = cfg.generate_config(*cfg.plan()[0])
     if prior is None and todo:
-        from ssd3d.priors.load import load_prior
+        from ssd3d.pipeline.run import load_prior_for
 
         echo(f"loading the {cfg.prior} prior…")
-        prior = load_prior(cfg.prior, cfg.model, any_cfg.device, any_cfg.camera.height)
+        prior = load_prior_for(any_cfg)
     if todo:
         for prompt in cfg.prompts:  # unknown to this prior: fail before any run
             prior.embed([prompt])
