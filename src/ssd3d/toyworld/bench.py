@@ -502,6 +502,28 @@ def open_results(out_dir: Path, cfg: BenchConfig) -> dict:
     }
 
 
+def merge_results(datas: Sequence[dict]) -> dict:
+    """One results dict from parts of one grid run apart (split by estimators or prompts).
+
+    The parts must agree on what makes their numbers comparable (prior, model, overrides,
+    evaluation); a run present in several parts is kept once (the first). The merged file
+    holds the first part's plan: continuing it with the whole grid's options (``ssd3d bench
+    --out``) finds every run done and writes the table and plot.
+    """
+    base = datas[0]
+    merged = {**base, "runs": []}
+    seen = set()
+    for data in datas:
+        for key in ("prior", "model", "overrides", "eval"):
+            if data["config"].get(key) != base["config"].get(key):
+                raise SSD3DError(f"the parts differ in {key}: cannot merge them")
+        for run in data["runs"]:
+            if run_key(run) not in seen:
+                seen.add(run_key(run))
+                merged["runs"].append(run)
+    return merged
+
+
 def selected_runs(data: dict) -> list[dict]:
     """The runs of the file's current plan (estimators x prompts x seeds at its steps),
     labelled with the current labels. Runs of earlier plans stay in the file, unused."""

@@ -257,9 +257,13 @@ def notes(data: dict) -> list[str]:
     failed = [r for r in selected_runs(data) if r["status"] != "ok"]
     for r in failed:
         out.append(f"Failed: {r['label']} | {r['prompt']} | seed {r['seed']}: {r['error']}")
-    if "last_wall_seconds" in data:
+    runs = selected_runs(data)
+    if runs:
+        # Summed over runs, not one invocation's wall time: a grid may have been run in
+        # parts (benchmarks/toyworld_bench.py) or continued after a stop.
+        compute_min = sum(r.get("wall_seconds", 0.0) for r in runs) / 60
         out.append(
-            f"Wall time of the last invocation: {data['last_wall_seconds'] / 60:.1f} min "
+            f"Run time: {compute_min:.1f} min summed over {len(runs)} runs "
             f"({data.get('machine', {}).get('threads', '?')} torch threads, "
             f"{data.get('machine', {}).get('device', 'cpu')})."
         )

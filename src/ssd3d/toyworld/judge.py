@@ -360,6 +360,7 @@ def train_judge(
             "val_size": str(len(val)),
             "dataset_size": str(len(dataset)),
             "created_by": "ssd3d toyworld train-classifier",
+            "device": str(device),
         },
     )
     return JudgeResult(path, val_prompt, val_view, losses, wall)
