@@ -29,6 +29,10 @@ from ssd3d.pipeline.outputs import export_run, read_config, write_config
 SUMMARY_FILE = "summary.json"
 
 
+class RunInterrupted(SSD3DError):
+    """Ctrl-C during training: a checkpoint was saved and the run can be resumed."""
+
+
 def slugify(prompt: str, max_length: int = 60) -> str:
     """``"A red cube!"`` -> ``"a-red-cube"``."""
     slug = re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")
@@ -66,6 +70,12 @@ def check_device(device: str) -> None:
         raise SSD3DError("device 'cuda' was asked for, but PyTorch sees no CUDA device")
 
 
+def prior_args(cfg: GenerateConfig) -> tuple:
+    """What ``load_prior`` is called with for ``cfg``: runs with equal arguments can share
+    one loaded prior (a batch keeps one per process)."""
+    return (cfg.prior, cfg.model, cfg.device, cfg.camera.height, cfg.encode_resolution)
+
+
 def prepare(cfg: GenerateConfig, prior=None) -> Distillation:
     """Validate everything and build the run in memory (nothing written yet)."""
     from ssd3d.priors.load import load_prior
@@ -76,9 +86,7 @@ def prepare(cfg: GenerateConfig, prior=None) -> Distillation:
     build_estimator(cfg.estimator)  # fail fast on a bad estimator spec
     cfg.timesteps.build()
     if prior is None:
-        prior = load_prior(
-            cfg.prior, cfg.model, cfg.device, cfg.camera.height, cfg.encode_resolution
-        )
+        prior = load_prior(*prior_args(cfg))
     return Distillation(cfg, prior)  # embeds the prompt: unknown prompts fail here
 
 
@@ -109,7 +117,7 @@ def train(run: Distillation, run_dir: Path, stop_after: int | None = None, progr
     except KeyboardInterrupt:
         run.save(run_dir)
         bar.close()
-        raise SSD3DError(
+        raise RunInterrupted(
             f"interrupted at step {run.step}; checkpoint saved. "
             f"Resume with: ssd3d generate --resume {run_dir}"
         ) from None
@@ -136,10 +144,14 @@ def generate(
     prior=None,
     stop_after: int | None = None,
     progress: bool = True,
+    run_dir: Path | None = None,
 ) -> Path:
-    """Run ``cfg`` into a new folder under ``out_root``; returns the folder."""
+    """Run ``cfg`` into a new folder under ``out_root``; returns the folder.
+
+    ``run_dir``: write into this existing, empty folder instead (batches name their own).
+    """
     run = prepare(cfg, prior)
-    run_dir = new_run_dir(out_root, cfg.prompt)
+    run_dir = new_run_dir(out_root, cfg.prompt) if run_dir is None else Path(run_dir)
     write_config(run_dir, cfg)
     start = time.perf_counter()
     if train(run, run_dir, stop_after, progress):
@@ -165,4 +177,4 @@ def resume(run_dir: Path, *, prior=None, stop_after=None, progress=True, steps=N
     return run_dir
 
 
-__all__ = ["LOG_FILE", "generate", "new_run_dir", "resume", "slugify"]
+__all__ = ["LOG_FILE", "RunInterrupted", "generate", "new_run_dir", "resume", "slugify"]
