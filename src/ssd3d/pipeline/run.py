@@ -25,6 +25,7 @@ from ssd3d.pipeline.loop import (
     truncate_log,
 )
 from ssd3d.pipeline.outputs import export_run, read_config, write_config
+from ssd3d.process import StopRequest
 
 SUMMARY_FILE = "summary.json"
 
@@ -91,7 +92,8 @@ def prepare(cfg: GenerateConfig, prior=None) -> Distillation:
 
 
 def train(run: Distillation, run_dir: Path, stop_after: int | None = None, progress=True) -> bool:
-    """Step until ``cfg.steps`` (or ``stop_after``); checkpoint every N steps and on Ctrl-C.
+    """Step until ``cfg.steps`` (or ``stop_after``); checkpoint every N steps and on Ctrl-C
+    (at the end of the step it came in, so that resuming reproduces the run bit for bit).
 
     Returns True when the run finished, False when it stopped early (resumable).
     """
@@ -104,21 +106,27 @@ def train(run: Distillation, run_dir: Path, stop_after: int | None = None, progr
         dynamic_ncols=True,
     )
     try:
-        while run.step < cfg.steps:
-            if stop_after is not None and run.step >= stop_after:
-                run.save(run_dir)
-                return False
-            record = run.run_step()
-            append_log(run_dir, record)
-            bar.update(1)
-            bar.set_postfix(loss=f"{record.loss:.3g}", t=record.t[0], refresh=False)
-            if run.step % cfg.checkpoint_every == 0:
-                run.save(run_dir)
+        with StopRequest().installed() as stop:
+            while run.step < cfg.steps:
+                if stop_after is not None and run.step >= stop_after:
+                    run.save(run_dir)
+                    return False
+                record = run.run_step()
+                append_log(run_dir, record)
+                bar.update(1)
+                bar.set_postfix(loss=f"{record.loss:.3g}", t=record.t[0], refresh=False)
+                if run.step % cfg.checkpoint_every == 0 or stop.requested:
+                    run.save(run_dir)
+                if stop.requested:  # Ctrl-C came during this step: it was finished first
+                    raise RunInterrupted(
+                        f"interrupted at step {run.step}; checkpoint saved. "
+                        f"Resume with: ssd3d generate --resume {run_dir}"
+                    )
     except KeyboardInterrupt:
-        run.save(run_dir)
-        bar.close()
+        # A second Ctrl-C lands mid-step, when the scene may be half updated: saving it
+        # would break resuming bit for bit, so the last checkpoint is kept as it is.
         raise RunInterrupted(
-            f"interrupted at step {run.step}; checkpoint saved. "
+            f"interrupted during step {run.step + 1}; the last checkpoint is kept. "
             f"Resume with: ssd3d generate --resume {run_dir}"
         ) from None
     finally:
