@@ -26,7 +26,7 @@ import shutil
 import socket
 import time
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -118,20 +118,6 @@ class WorkerContext:
         return self.memo(("prior", *args), lambda: load_prior(*args))
 
 
-@contextlib.contextmanager
-def torch_threads(n: int | None) -> Iterator[None]:
-    """Run with ``n`` torch threads (None: unchanged), restored after."""
-    import torch
-
-    before = torch.get_num_threads()
-    if n is not None:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def _mark_start(track_dir: Path | None, job_id: str) -> int:
     """Append this attempt to the job's marker; return the attempt number (1 if unseen)."""
     if track_dir is None:
@@ -151,6 +137,7 @@ def execute(job, context: WorkerContext, track_dir: Path | None) -> Outcome:
     """Run one job here (the driver or a Ray worker). Its own errors become the Outcome's
     one-line error; Ctrl-C goes through (the batch stops, the job resumes next time)."""
     from ssd3d.pipeline.run import RunInterrupted
+    from ssd3d.process import torch_threads
 
     attempts = _mark_start(track_dir, job.id)
     out = Outcome(job=None, attempts=attempts, host=socket.gethostname())
