@@ -197,7 +197,7 @@ def test_a_bad_job_is_reported_while_the_others_finish(tmp_path, dataset_file):
     code, out, err = cli("batch", jobs, *args)
     assert code == 1
     assert "line 4 is the same job as line 2" in out
-    assert "1 jobs completed, 0 already complete, 2 failed" in out
+    assert "1 job completed, 0 already complete, 2 failed" in out
     assert "failed: line 1: a green disk: unknown prompt 'a green disk'" in err
     assert "failed: line 3: a red disk: non-finite score-distillation gradient" in err
     assert [r["prompt"] for r in results(tmp_path / "out")] == ["a red disk"]

@@ -334,6 +334,10 @@ class BatchOutcome:
     wall_s: float
 
 
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
 def default_out_dir(job_file: Path) -> Path:
     return Path("outputs") / Path(job_file).stem
 
@@ -392,7 +396,7 @@ def run_batch(
     resuming = sum(1 for j in todo if checkpoint_state(j.partial_dir).is_file())
     where = "one after another here" if ray is None else f"on Ray ({ray})"
     echo(
-        f"{len(jobs)} jobs in {job_file}: {len(skipped)} complete, {len(todo)} to run "
+        f"{plural(len(jobs), 'job')} in {job_file}: {len(skipped)} complete, {len(todo)} to run "
         f"({resuming} resuming) {where}; results in {results_path}"
     )
     done: list[GenerateJob] = []

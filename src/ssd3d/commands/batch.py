@@ -46,7 +46,7 @@ def register(app: typer.Typer) -> None:
         quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
     ) -> None:
         """Run a file of jobs; a rerun skips complete jobs and resumes interrupted ones."""
-        from ssd3d.batch.jobs import FAILURES_FILE, run_batch
+        from ssd3d.batch.jobs import FAILURES_FILE, plural, run_batch
 
         outcome = run_batch(
             job_file,
@@ -65,7 +65,7 @@ def register(app: typer.Typer) -> None:
         for job, error in outcome.failed:
             typer.echo(f"failed: {job.label}: {error}", err=True)
         typer.echo(
-            f"{len(outcome.done)} jobs completed, {len(outcome.skipped)} already complete, "
+            f"{plural(len(outcome.done), 'job')} completed, {len(outcome.skipped)} already complete, "
             f"{len(outcome.failed)} failed, {outcome.wall_s / 60:.1f} min; "
             f"runs in {outcome.out_dir}"
         )
