@@ -268,7 +268,10 @@ class GenerateJob:
             "host": socket.gethostname(),
         }
         _log(work, f"complete in {record['wall_seconds']:.1f} s")
-        (work / JOB_RECORD).write_text(json.dumps(record, indent=1) + "\n")
+        with open(work / JOB_RECORD, "w") as f:  # on disk before the rename that relies on it
+            f.write(json.dumps(record, indent=1) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(work, self.final_dir)  # the job is complete from this instant
         return record
 

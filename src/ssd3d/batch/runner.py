@@ -329,6 +329,11 @@ def _run_on_ray(jobs, finish, bar, address, track_dir, retries, ray_cpus) -> Non
                     job = pending.pop(ref)
                     try:
                         outcome = ray.get(ref)
+                    except ray.exceptions.RayTaskError as e:
+                        # The task itself raised outside the job (a node without ssd3d…).
+                        cause = e.cause if e.cause is not None else e
+                        first = (str(cause).strip().splitlines() or [""])[0]
+                        outcome = Outcome(job=None, error=f"{type(cause).__name__}: {first}")
                     except ray.exceptions.RayError as e:
                         # The worker died more often than Ray retries (or the node was lost).
                         outcome = Outcome(
