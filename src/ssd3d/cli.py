@@ -15,12 +15,42 @@ import sys
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import typer  # noqa: E402
+from typer.core import TyperGroup  # noqa: E402
 
+from ssd3d.batch.runner import LOCAL, is_ray_address  # noqa: E402
 from ssd3d.errors import SSD3DError  # noqa: E402
 
-COMMAND_MODULES = ("estimators", "generate", "toyworld", "simulate", "bench")
+COMMAND_MODULES = ("estimators", "generate", "toyworld", "simulate", "bench", "batch")
+
+# Options whose value may be left out: (the value then, what a given value looks like).
+# ``--ray`` alone starts a local Ray instance; ``--ray auto`` / ``--ray host:port`` join a
+# cluster. A following word that is no address (the job file, a key=value) is not taken.
+OPTIONAL_VALUES = {"--ray": (LOCAL, is_ray_address)}
+
+
+def fill_optional_values(args: list[str]) -> list[str]:
+    """``[..., "--ray", "jobs.txt"]`` -> ``[..., "--ray", "local", "jobs.txt"]``."""
+    out: list[str] = []
+    for i, arg in enumerate(args):
+        if arg == "--":  # the rest is positional
+            return out + args[i:]
+        out.append(arg)
+        if arg in OPTIONAL_VALUES:
+            implicit, is_value = OPTIONAL_VALUES[arg]
+            if i + 1 == len(args) or not is_value(args[i + 1]):
+                out.append(implicit)
+    return out
+
+
+class _Group(TyperGroup):
+    """Typer parses options with a required value only: fill the implicit ones in first."""
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, fill_optional_values(list(args)))
+
 
 app = typer.Typer(
+    cls=_Group,
     name="ssd3d",
     help="Text-to-3D with Stable Score Distillation.",
     no_args_is_help=True,

@@ -134,3 +134,38 @@ def test_non_finite_gradient_is_reported_with_its_step(tmp_path, tiny_prior, tin
 def test_slugify():
     assert slugify("A Red  Cube!") == "a-red-cube"
     assert slugify("!!!") == "run"
+
+
+class CtrlCPrior(NaNPrior):
+    """The tiny prior; Ctrl-C arrives during its ``at``-th call (mid-step)."""
+
+    def __init__(self, inner, at):
+        super().__init__(inner, bad_step_calls=10**9)
+        self.at = at
+
+    def predict_noise(self, x_t, t, cond):
+        eps = super().predict_noise(x_t, t, cond)
+        if self.calls == self.at:
+            import signal
+
+            signal.raise_signal(signal.SIGINT)
+        return eps
+
+
+def test_ctrl_c_finishes_the_step_then_resumes_bit_for_bit(tmp_path, tiny_prior, tiny_config):
+    import signal
+
+    from ssd3d.pipeline.run import RunInterrupted
+
+    handler_before = signal.getsignal(signal.SIGINT)
+    straight = generate(tiny_config, tmp_path / "a", prior=tiny_prior, progress=False)
+    with pytest.raises(RunInterrupted, match="interrupted at step 3; checkpoint saved"):
+        generate(tiny_config, tmp_path / "b", prior=CtrlCPrior(tiny_prior, at=3), progress=False)
+    assert signal.getsignal(signal.SIGINT) is handler_before
+    stopped = tmp_path / "b" / "a-red-disk"
+    # checkpoint_every=2: the checkpoint is the interrupted step's, not the periodic one
+    assert json.loads((stopped / "checkpoint" / "state.json").read_text())["step"] == 3
+    resume(stopped, prior=tiny_prior, progress=False)
+    a, b = scene_tensors(straight), scene_tensors(stopped)
+    for key in a:
+        assert torch.equal(a[key], b[key]), key

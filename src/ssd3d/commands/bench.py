@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from ssd3d.commands.batch import RAY_HELP
+
 
 def register(app: typer.Typer) -> None:
     @app.command("bench")
@@ -48,6 +50,11 @@ def register(app: typer.Typer) -> None:
                 help="results folder; an existing one is continued (default: bench/<time>)"
             ),
         ] = None,
+        ray: Annotated[str | None, typer.Option(help=RAY_HELP, metavar="[ADDRESS]")] = None,
+        threads: Annotated[
+            int | None,
+            typer.Option(help="torch threads per run (default: torch's here, 1 on Ray)"),
+        ] = None,
         quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
     ) -> None:
         """Score estimators x prompts x seeds against ToyWorld's ground truth."""
@@ -73,7 +80,17 @@ def register(app: typer.Typer) -> None:
             loaded, why = load_judge(str(judge))
             if loaded is None:
                 raise SSD3DError(why)
-        outcome = run_bench(cfg, out, judge=loaded, progress=not quiet, echo=typer.echo)
+            if ray is not None:  # each Ray worker loads the file itself
+                loaded = str(judge)
+        outcome = run_bench(
+            cfg,
+            out,
+            judge=loaded,
+            progress=not quiet,
+            echo=typer.echo,
+            ray=ray,
+            threads=threads,
+        )
         typer.echo("")
         typer.echo((outcome.out_dir / TABLE_FILE).read_text())
         typer.echo(
@@ -81,3 +98,7 @@ def register(app: typer.Typer) -> None:
             f"{outcome.wall_s / 60:.1f} min; wrote {outcome.out_dir / 'results.json'}, "
             f"{outcome.out_dir / TABLE_FILE}, {outcome.out_dir / PLOT_FILE}"
         )
+        if outcome.failed:
+            for label, prompt, seed, error in outcome.failed:
+                typer.echo(f"not run: {label} | {prompt} | seed {seed}: {error}", err=True)
+            raise typer.Exit(1)

@@ -25,8 +25,13 @@ from ssd3d.pipeline.loop import (
     truncate_log,
 )
 from ssd3d.pipeline.outputs import export_run, read_config, write_config
+from ssd3d.process import StopRequest
 
 SUMMARY_FILE = "summary.json"
+
+
+class RunInterrupted(SSD3DError):
+    """Ctrl-C during training: a checkpoint was saved and the run can be resumed."""
 
 
 def slugify(prompt: str, max_length: int = 60) -> str:
@@ -66,19 +71,26 @@ def check_device(device: str) -> None:
         raise SSD3DError("device 'cuda' was asked for, but PyTorch sees no CUDA device")
 
 
-def load_prior_for(cfg: GenerateConfig):
-    """The prior a run of ``cfg`` distils from (loaded on ``cfg.device``)."""
-    from ssd3d.priors.load import load_prior
-
-    return load_prior(
+def prior_args(cfg: GenerateConfig) -> tuple:
+    """What ``load_prior`` is called with for ``cfg``: runs with equal arguments can share
+    one loaded prior (a batch keeps one per process)."""
+    exact = cfg.exact
+    return (
         cfg.prior,
         cfg.model,
         cfg.device,
         cfg.camera.height,
         cfg.encode_resolution,
-        views_per_prompt=cfg.exact.views_per_prompt,
-        smoothing=cfg.exact.smoothing,
+        exact.views_per_prompt,
+        exact.smoothing,
     )
+
+
+def load_prior_for(cfg: GenerateConfig):
+    """The prior a run of ``cfg`` distils from (loaded on ``cfg.device``)."""
+    from ssd3d.priors.load import load_prior
+
+    return load_prior(*prior_args(cfg))
 
 
 def prepare(cfg: GenerateConfig, prior=None) -> Distillation:
@@ -94,7 +106,8 @@ def prepare(cfg: GenerateConfig, prior=None) -> Distillation:
 
 
 def train(run: Distillation, run_dir: Path, stop_after: int | None = None, progress=True) -> bool:
-    """Step until ``cfg.steps`` (or ``stop_after``); checkpoint every N steps and on Ctrl-C.
+    """Step until ``cfg.steps`` (or ``stop_after``); checkpoint every N steps and on Ctrl-C
+    (at the end of the step it came in, so that resuming reproduces the run bit for bit).
 
     Returns True when the run finished, False when it stopped early (resumable).
     """
@@ -107,21 +120,27 @@ def train(run: Distillation, run_dir: Path, stop_after: int | None = None, progr
         dynamic_ncols=True,
     )
     try:
-        while run.step < cfg.steps:
-            if stop_after is not None and run.step >= stop_after:
-                run.save(run_dir)
-                return False
-            record = run.run_step()
-            append_log(run_dir, record)
-            bar.update(1)
-            bar.set_postfix(loss=f"{record.loss:.3g}", t=record.t[0], refresh=False)
-            if run.step % cfg.checkpoint_every == 0:
-                run.save(run_dir)
+        with StopRequest().installed() as stop:
+            while run.step < cfg.steps:
+                if stop_after is not None and run.step >= stop_after:
+                    run.save(run_dir)
+                    return False
+                record = run.run_step()
+                append_log(run_dir, record)
+                bar.update(1)
+                bar.set_postfix(loss=f"{record.loss:.3g}", t=record.t[0], refresh=False)
+                if run.step % cfg.checkpoint_every == 0 or stop.requested:
+                    run.save(run_dir)
+                if stop.requested:  # Ctrl-C came during this step: it was finished first
+                    raise RunInterrupted(
+                        f"interrupted at step {run.step}; checkpoint saved. "
+                        f"Resume with: ssd3d generate --resume {run_dir}"
+                    )
     except KeyboardInterrupt:
-        run.save(run_dir)
-        bar.close()
-        raise SSD3DError(
-            f"interrupted at step {run.step}; checkpoint saved. "
+        # A second Ctrl-C lands mid-step, when the scene may be half updated: saving it
+        # would break resuming bit for bit, so the last checkpoint is kept as it is.
+        raise RunInterrupted(
+            f"interrupted during step {run.step + 1}; the last checkpoint is kept. "
             f"Resume with: ssd3d generate --resume {run_dir}"
         ) from None
     finally:
@@ -147,10 +166,14 @@ def generate(
     prior=None,
     stop_after: int | None = None,
     progress: bool = True,
+    run_dir: Path | None = None,
 ) -> Path:
-    """Run ``cfg`` into a new folder under ``out_root``; returns the folder."""
+    """Run ``cfg`` into a new folder under ``out_root``; returns the folder.
+
+    ``run_dir``: write into this existing, empty folder instead (batches name their own).
+    """
     run = prepare(cfg, prior)
-    run_dir = new_run_dir(out_root, cfg.prompt)
+    run_dir = new_run_dir(out_root, cfg.prompt) if run_dir is None else Path(run_dir)
     write_config(run_dir, cfg)
     start = time.perf_counter()
     if train(run, run_dir, stop_after, progress):
@@ -176,4 +199,4 @@ def resume(run_dir: Path, *, prior=None, stop_after=None, progress=True, steps=N
     return run_dir
 
 
-__all__ = ["LOG_FILE", "generate", "new_run_dir", "resume", "slugify"]
+__all__ = ["LOG_FILE", "RunInterrupted", "generate", "new_run_dir", "resume", "slugify"]

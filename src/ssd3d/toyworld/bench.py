@@ -27,6 +27,7 @@ benchmark continues where it stopped when pointed at the same folder.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import math
@@ -555,6 +556,10 @@ class BenchOutcome:
     skipped: list[tuple[str, str, int]]  # already in results.json
     estimate_s: float  # estimated seconds for the runs to do, printed up front
     wall_s: float
+    # Runs that could not run (an error other than a non-finite gradient, or their Ray
+    # worker kept dying): (label, prompt, seed, error). Not in results.json: tried again
+    # next time.
+    failed: list[tuple[str, str, int, str]] = field(default_factory=list)
 
 
 def _run_one(
@@ -595,6 +600,76 @@ def _run_one(
     }
 
 
+@dataclass(frozen=True)
+class BenchCell:
+    """One (estimator, prompt, seed) of the grid as a job of ``ssd3d.batch.runner``: run
+    here with the bench's loaded prior and scorer, or as a Ray task that loads its own."""
+
+    entry: EstimatorEntry
+    cfg: GenerateConfig  # the run's pipeline config
+    checkpoint_steps: tuple[int, ...]
+    eval: EvalConfig
+    # "auto" (the shipped judge), a judge file, None (no judge), or "given" (the object
+    # ``run_bench`` was handed: only here, not on Ray).
+    judge: str | None
+    threads: int | None = None
+
+    @property
+    def id(self) -> str:
+        key = json.dumps([self.entry.canonical, self.cfg.prompt, self.cfg.seed, self.cfg.steps])
+        return hashlib.sha256(key.encode()).hexdigest()[:10]
+
+    @property
+    def label(self) -> str:
+        return f"{self.entry.label} | {self.cfg.prompt} | seed {self.cfg.seed}"
+
+    def scorer_key(self) -> tuple:
+        return ("scorer", self.eval, self.judge)
+
+    def initial_key(self) -> tuple:
+        # The initial scene depends on neither the seed nor the estimator (_calibrate).
+        return ("initial", replace(self.cfg, estimator="", seed=0), self.eval, self.judge)
+
+    def resources(self):
+        from ssd3d.batch.runner import Resources
+
+        return Resources(threads=self.threads, gpus=1 if self.cfg.device.startswith("cuda") else 0)
+
+    def run(self, context) -> dict:
+        cfg = self.cfg
+        prior = context.prior(cfg)
+        scorer = context.memo(
+            self.scorer_key(), lambda: Scorer(self.eval, _load_judge_spec(self.judge, cfg.device))
+        )
+        initial = context.memo(
+            self.initial_key(),
+            lambda: scorer.score(
+                _initial_scene(cfg, prior), cfg.prompt, cfg.camera.width, cfg.camera.height
+            ),
+        )
+        start = time.perf_counter()
+        result = _run_one(cfg, prior, list(self.checkpoint_steps), scorer, initial)
+        return {
+            "label": self.entry.label,
+            "spec": self.entry.spec,
+            "canonical": self.entry.canonical,
+            "prompt": cfg.prompt,
+            "seed": cfg.seed,
+            "steps": cfg.steps,
+            **result,
+            "wall_seconds": round(time.perf_counter() - start, 3),
+        }
+
+
+def _load_judge_spec(spec: str | None, device: str):
+    """The judge a cell names (see ``BenchCell.judge``), or None."""
+    if spec is None:
+        return None
+    if spec == "given":
+        raise SSD3DError("a judge object can only be used in this process: give its file")
+    return load_judge(None if spec == "auto" else spec, device=device)[0]
+
+
 def _calibrate(cfg: GenerateConfig, prior, scorer: Scorer, steps: int = 4):
     """(initial-scene metrics, seconds per step, seconds per scoring) from a throwaway run.
 
@@ -626,19 +701,33 @@ def run_bench(
     judge="auto",
     progress: bool = True,
     echo: Callable[[str], None] = print,
+    ray: str | None = None,
+    threads: int | None = None,
+    retries: int | None = None,
 ) -> BenchOutcome:
     """Run every (estimator, prompt, seed) not yet in ``out_dir/results.json``; write
     results.json after each run, then table.md and metrics_vs_steps.png.
 
-    prior: a loaded prior (None: load ``cfg.prior`` once). judge: a loaded judge, None for
-    none, or "auto" (the shipped one if present).
+    prior: a loaded prior (None: load ``cfg.prior`` once). judge: a loaded judge, a judge
+    file, None for none, or "auto" (the shipped one if present).
+    ray: None runs the grid here, one run after another; else its cells are Ray tasks
+    (``ssd3d.batch.runner``; "local", "auto" or an address), each loading the prior and
+    judge itself. threads: torch threads per run (None: as they are here; 1 on Ray).
     """
-    from tqdm import tqdm
-
+    from ssd3d.batch.runner import (
+        DEFAULT_RETRIES,
+        Interrupted,
+        WorkerContext,
+        import_ray,
+        run_jobs,
+    )
     from ssd3d.toyworld.bench_report import write_report
 
+    if ray is not None:
+        import_ray()  # a missing extra is said before anything is written
     wall_start = time.perf_counter()
     out_dir = Path(out_dir) if out_dir is not None else new_bench_dir()
+    out_dir = out_dir.absolute()  # Ray workers do not share our working directory
     data = open_results(out_dir, cfg)
     done = {run_key(r) for r in data["runs"]}
     todo, skipped = [], []
@@ -646,40 +735,63 @@ def run_bench(
         key = (entry.canonical, prompt, seed, cfg.steps)
         (skipped if key in done else todo).append((entry, prompt, seed))
 
-    configs = {(e.label, p, s): cfg.generate_config(e, p, s) for e, p, s in todo}
     any_cfg = cfg.generate_config(*cfg.plan()[0])
-    if prior is None and todo:
-        from ssd3d.pipeline.run import load_prior_for
+    if ray is not None:
+        if prior is not None:
+            raise SSD3DError("a loaded prior cannot go to Ray workers: they load cfg.prior")
+    elif todo:
+        if prior is None:
+            from ssd3d.pipeline.run import load_prior_for
 
-        echo(f"loading the {cfg.prior} prior…")
-        prior = load_prior_for(any_cfg)
-    if todo:
+            echo(f"loading the {cfg.prior} prior…")
+            prior = load_prior_for(any_cfg)
         for prompt in cfg.prompts:  # unknown to this prior: fail before any run
             prior.embed([prompt])
-    judge_note = ""
+    judge_note, judge_spec = "", judge
     if judge == "auto":
         judge, judge_note = load_judge(device=any_cfg.device)
+        judge_spec = "auto" if judge is not None else None
+    elif isinstance(judge, (str, Path)):
+        judge_spec = str(judge)
+        judge, judge_note = load_judge(judge_spec, device=any_cfg.device)
+        if judge is None:
+            raise SSD3DError(judge_note)
     elif judge is None:
         judge_note = "no judge given"
+    else:
+        judge_spec = "given"
+        if ray is not None:
+            raise SSD3DError("a loaded judge cannot go to Ray workers: give its file")
+    if threads is not None and threads < 1:
+        raise SSD3DError(f"--threads must be >= 1; got {threads}")
     data["judge"] = {"available": judge is not None, "note": judge_note}
     data["prior_info"] = {"name": cfg.prior, "model": cfg.model or "default"}
     data["machine"] = {
         "platform": platform.platform(),
         "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
+        "threads": threads or (torch.get_num_threads() if ray is None else 1),
         "device": any_cfg.device,
+        **({"ray": ray} if ray is not None else {}),
     }
     data["generate_config"] = to_dict(replace(any_cfg, prompt="", estimator="", seed=0))
 
     out_dir.mkdir(parents=True, exist_ok=True)
     results_path = out_dir / RESULTS_FILE
-    checkpoint_steps = cfg.checkpoint_steps()
-    scorer = Scorer(cfg.eval, judge)
-    initial: dict[str, dict[str, float]] = {}
+    write_results(results_path, data)  # the folder is this benchmark's from now on
+    checkpoint_steps = tuple(cfg.checkpoint_steps())
+    cells = [
+        BenchCell(e, cfg.generate_config(e, p, s), checkpoint_steps, cfg.eval, judge_spec, threads)
+        for e, p, s in todo
+    ]
+    context = None
     estimate = 0.0
-    if todo:
-        first = configs[(todo[0][0].label, todo[0][1], todo[0][2])]
-        initial[first.prompt], step_s, eval_s = _calibrate(first, prior, scorer)
+    if cells and ray is None:
+        # Here the cells share the bench's prior, judge and initial scores.
+        context = WorkerContext(prior)
+        scorer = Scorer(cfg.eval, judge)
+        context.put(cells[0].scorer_key(), scorer)
+        initial, step_s, eval_s = _calibrate(cells[0].cfg, prior, scorer)
+        context.put(cells[0].initial_key(), initial)
         n_scores = len(todo) * (len(checkpoint_steps) - 1) + len(cfg.prompts) - 1
         estimate = len(todo) * cfg.steps * step_s + n_scores * eval_s
         echo(
@@ -687,51 +799,50 @@ def run_bench(
             f"{cfg.steps} steps each: {step_s:.2f} s/step and {eval_s:.1f} s per scoring "
             f"measured now, estimated {estimate / 60:.1f} min"
         )
-    ran = []
-    bar = tqdm(total=len(todo), desc="bench", unit="run", disable=not progress, dynamic_ncols=True)
+    elif cells:
+        echo(
+            f"{len(todo)} runs to do ({len(skipped)} already in {results_path}), "
+            f"{cfg.steps} steps each, on Ray ({ray})"
+        )
+    ran: list[tuple[str, str, int]] = []
+    failed: list[tuple[str, str, int, str]] = []
+
+    def record(outcome) -> None:
+        cell = outcome.job
+        key = (cell.entry.label, cell.cfg.prompt, cell.cfg.seed)
+        if not outcome.ok:
+            failed.append((*key, outcome.error))
+            echo(f"failed: {cell.label}: {outcome.error}")
+            return
+        data["runs"].append(outcome.result)
+        write_results(results_path, data)
+        ran.append(key)
+
     try:
-        for entry, prompt, seed in todo:
-            gen_cfg = configs[(entry.label, prompt, seed)]
-            if prompt not in initial:
-                run = _initial_scene(gen_cfg, prior)
-                initial[prompt] = scorer.score(
-                    run, prompt, gen_cfg.camera.width, gen_cfg.camera.height
-                )
-            bar.set_description(f"{entry.label} | {prompt}"[:40])
-            start = time.perf_counter()
-            result = _run_one(gen_cfg, prior, checkpoint_steps, scorer, initial[prompt])
-            record = {
-                "label": entry.label,
-                "spec": entry.spec,
-                "canonical": entry.canonical,
-                "prompt": prompt,
-                "seed": seed,
-                "steps": cfg.steps,
-                **result,
-                "wall_seconds": round(time.perf_counter() - start, 3),
-            }
-            data["runs"].append(record)
-            write_results(results_path, data)
-            ran.append((entry.label, prompt, seed))
-            last = record["checkpoints"][-1]
-            bar.set_postfix(iou=f"{last.get('iou', math.nan):.2f}", refresh=False)
-            bar.update(1)
-    except KeyboardInterrupt:
-        bar.close()
+        if cells:
+            run_jobs(
+                cells,
+                record,
+                ray=ray,
+                track_dir=out_dir / ".running",
+                retries=DEFAULT_RETRIES if retries is None else retries,
+                progress=progress,
+                desc="bench",
+                context=context,
+            )
+    except Interrupted:
         if data["runs"]:
             write_report(out_dir, data)
         raise SSD3DError(
             f"interrupted after {len(ran)} runs; finished runs are in {results_path}. "
             f"Continue with --out {out_dir}"
         ) from None
-    finally:
-        bar.close()
     wall = time.perf_counter() - wall_start
     data["last_wall_seconds"] = round(wall, 1)
     write_results(results_path, data)
     write_report(out_dir, data)
     return BenchOutcome(
-        out_dir, data, ran, [(e.label, p, s) for e, p, s in skipped], estimate, wall
+        out_dir, data, ran, [(e.label, p, s) for e, p, s in skipped], estimate, wall, failed
     )
 
 
@@ -746,6 +857,7 @@ __all__ = [
     "DEFAULT_PROMPTS",
     "MULTI_FACE_SHAPES",
     "RESULTS_FILE",
+    "BenchCell",
     "BenchConfig",
     "BenchOutcome",
     "EstimatorEntry",

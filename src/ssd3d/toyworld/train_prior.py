@@ -24,11 +24,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import signal
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +35,7 @@ from torch import Tensor
 from ssd3d.config import to_dict
 from ssd3d.errors import SSD3DError
 from ssd3d.priors.base import add_noise
+from ssd3d.process import StopRequest, torch_threads
 from ssd3d.toyworld.dataset_format import (
     ToyDataset,
     read_safetensors,
@@ -248,44 +245,6 @@ def _config_changes(saved: dict, current: dict, prefix: str = "") -> list[str]:
 # --- the loop ------------------------------------------------------------------------------
 
 
-class _StopRequest:
-    """Turns the first Ctrl-C into a flag the loop checks between steps (so the checkpoint
-    holds a whole step); a second Ctrl-C interrupts at once."""
-
-    def __init__(self) -> None:
-        self.requested = False
-
-    @contextmanager
-    def installed(self) -> Iterator[_StopRequest]:
-        if threading.current_thread() is not threading.main_thread():
-            yield self  # signals can only be caught on the main thread
-            return
-        previous = signal.getsignal(signal.SIGINT)
-
-        def handler(signum: int, frame: object) -> None:
-            self.requested = True
-            signal.signal(signal.SIGINT, previous)
-
-        signal.signal(signal.SIGINT, handler)
-        try:
-            yield self
-        finally:
-            signal.signal(signal.SIGINT, previous)
-
-
-@contextmanager
-def _threads(n: int) -> Iterator[None]:
-    if n <= 0:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def train_prior(
     dataset_path: str | Path,
     out_dir: str | Path,
@@ -366,7 +325,7 @@ def train_prior(
     start_time = time.perf_counter()
     window: list[float] = []
     bar = tqdm(total=cfg.steps, initial=step, desc="train-prior", unit="step", disable=not progress)
-    with _threads(cfg.threads), _StopRequest().installed() as stop, bar:
+    with torch_threads(cfg.threads), StopRequest().installed() as stop, bar:
         while step < cfg.steps:
             idx = torch.randint(n, (batch,), generator=generator)
             t = torch.randint(cfg.schedule.num_train_timesteps, (batch,), generator=generator)
