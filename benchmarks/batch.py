@@ -86,11 +86,7 @@ def main() -> None:
             + args.overrides,
             "threads": 1,
         }
-        print(
-            f"{args.jobs} jobs of {args.steps} steps (exact prior, 16 px, 8^3 grid), 1 torch "
-            f"thread each; {os.cpu_count()} CPUs here, load average "
-            f"{os.getloadavg()[0]:.1f} at the start"
-        )
+        load_start = os.getloadavg()[0]
         seq = measure("without Ray", tmp / "jobs.jsonl", tmp / "seq", args.jobs, 1, **kw)
 
         start = time.perf_counter()
@@ -121,19 +117,22 @@ def main() -> None:
             ray.shutdown()
 
     same = all(seq["digests"] == r["digests"] for r in on_ray)
-    print(f"\n{'':28s} {'jobs/min':>9s} {'batch s':>8s} {'job s (mean/median/max)':>24s}")
+    # Markdown, so that the README's section is this output (scripts/update_readme.sh batch).
+    print(
+        f"\n{args.jobs} jobs of {args.steps} steps, one torch thread each, on "
+        f"{os.cpu_count()} CPUs (load average {load_start:.1f} at the start, "
+        f"{os.getloadavg()[0]:.1f} at the end):\n"
+    )
+    print("| | jobs/min | batch s | job wall s (mean / median / max) | Ray adds per job s |")
+    print("|---|:-:|:-:|:-:|:-:|")
     for r in (seq, *on_ray):
         job = f"{r['job_mean']:.2f} / {r['job_median']:.2f} / {r['job_max']:.2f}"
-        print(f"{r['label']:28s} {r['per_min']:9.1f} {r['wall']:8.1f} {job:>24s}")
-    print(f"\nRay instance start: {ray_start:.1f} s (once per batch; not in the figures above)")
-    print(f"slot time outside jobs, per job: {seq['idle_per_job']:.2f} s without Ray")
-    for r in on_ray:
-        print(
-            f"  {r['label']}: {r['idle_per_job']:.2f} s -> Ray adds "
-            f"{r['idle_per_job'] - seq['idle_per_job']:.2f} s per job"
-        )
-    print(f"same results bit for bit: {'yes' if same else 'NO'}")
-    print(f"load average at the end: {os.getloadavg()[0]:.1f}")
+        extra = "–" if r is seq else f"{r['idle_per_job'] - seq['idle_per_job']:.2f}"
+        print(f"| {r['label']} | {r['per_min']:.1f} | {r['wall']:.1f} | {job} | {extra} |")
+    print(
+        f"\nStarting the Ray instance took {ray_start:.1f} s (once per batch, not in the "
+        f"figures above). Same results bit for bit: {'yes' if same else 'NO'}."
+    )
 
 
 if __name__ == "__main__":
