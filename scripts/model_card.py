@@ -52,7 +52,7 @@ def main() -> None:
         "seed": meta["seed"],
         "parameters": meta["parameters"],
         "training wall time": f"{float(meta['wall_time_s']) / 60:.1f} min on {args.hardware}",
-        "final training loss": last_loss,
+        "final training loss": f"{last_loss:.4f}" if isinstance(last_loss, float) else last_loss,
     }
     for key, value in rows.items():
         print(f"| {key} | {value} |")

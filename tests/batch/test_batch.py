@@ -19,7 +19,7 @@ from ssd3d.batch.jobs import (
 from ssd3d.batch.runner import WorkerContext
 from ssd3d.cli import fill_optional_values
 from ssd3d.errors import SSD3DError
-from ssd3d.pipeline.config import resolve_config
+from ssd3d.pipeline.config import DEFAULT_PRIOR, resolve_config
 
 from .conftest import SMALL, cli, failures, results, write_jobs
 
@@ -49,7 +49,7 @@ def test_job_file_lines_resolve_like_generate(tmp_path):
     plain, torus, listed, mapped, again = (cfg for _, cfg in jobs)
     # The same path as ssd3d generate: preset, fields, then the command line's key=values.
     assert plain == resolve_config(
-        "exact", {"prompt": "a red cube"}, ["steps=30", "grid.resolution=16"]
+        DEFAULT_PRIOR, {"prompt": "a red cube"}, ["steps=30", "grid.resolution=16"]
     )
     assert (torus.estimator, torus.seed, torus.steps) == ("ssd tau=600", 3, 30)
     # A job's own overrides come last; a list and a mapping say the same.
@@ -141,7 +141,8 @@ def test_interrupted_batch_resumes_without_redoing_complete_jobs(tmp_path, datas
     from ssd3d.priors.load import load_prior
 
     jobs = write_jobs(tmp_path / "jobs.jsonl", JOBS)
-    kw = {"model": str(dataset_file), "overrides": SMALL, "progress": False, "echo": print}
+    kw = {"prior": "exact", "model": str(dataset_file), "overrides": SMALL}
+    kw |= {"progress": False, "echo": print}
     straight = run_batch(jobs, tmp_path / "straight", **kw)
     assert len(straight.done) == 4 and not straight.failed
     reference = {r["id"]: r for r in results(tmp_path / "straight")}
@@ -193,7 +194,8 @@ def test_a_bad_job_is_reported_while_the_others_finish(tmp_path, dataset_file):
             "a red disk",  # the same job as line 2: run once
         ],
     )
-    args = ["--model", dataset_file, "--out", tmp_path / "out", "--quiet", *SMALL]
+    args = ["--prior", "exact", "--model", dataset_file, "--out", tmp_path / "out", "--quiet"]
+    args += SMALL
     code, out, err = cli("batch", jobs, *args)
     assert code == 1
     assert "line 4 is the same job as line 2" in out

@@ -56,10 +56,26 @@ def both_ways(local_ray, tmp_path_factory, dataset_file):
     tmp = tmp_path_factory.mktemp("both")
     jobs = write_jobs(tmp / "jobs.jsonl", GOOD[:2] + BAD[:1] + GOOD[2:] + BAD[1:])
     here = run_batch(
-        jobs, tmp / "here", model=str(dataset_file), overrides=SMALL, progress=False, echo=print
+        jobs,
+        tmp / "here",
+        prior="exact",
+        model=str(dataset_file),
+        overrides=SMALL,
+        progress=False,
+        echo=print,
     )
     code, out, err = cli(
-        "batch", jobs, "--ray", "--model", dataset_file, "--out", tmp / "ray", "--quiet", *SMALL
+        "batch",
+        jobs,
+        "--ray",
+        "--prior",
+        "exact",
+        "--model",
+        dataset_file,
+        "--out",
+        tmp / "ray",
+        "--quiet",
+        *SMALL,
     )
     return here, tmp / "ray", (code, out, err)
 
@@ -99,7 +115,8 @@ def test_a_killed_worker_is_retried_and_every_job_completes_once(local_ray, tmp_
     }
     jobs = write_jobs(tmp_path / "jobs.jsonl", [long_job, *GOOD[:3]])
     out = tmp_path / "out"
-    kw = {"model": str(dataset_file), "overrides": SMALL, "progress": False, "echo": print}
+    kw = {"prior": "exact", "model": str(dataset_file), "overrides": SMALL}
+    kw |= {"progress": False, "echo": print}
     outcome = {}
     batch = threading.Thread(
         target=lambda: outcome.update(b=run_batch(jobs, out, ray="local", **kw))

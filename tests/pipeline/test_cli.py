@@ -75,7 +75,8 @@ def test_bad_input_is_one_line_and_nonzero(tmp_path, dataset_file, args, needle,
 
     from ssd3d.cli import main
 
-    argv = ["generate", "a red disk", "--model", str(dataset_file), "--out", str(tmp_path), *args]
+    argv = ["generate", "a red disk", "--prior", "exact", "--model", str(dataset_file)]
+    argv += ["--out", str(tmp_path), *args]
     old = sys.argv
     sys.argv = ["ssd3d", *argv]
     try:

@@ -44,7 +44,7 @@ from ssd3d.batch.runner import (
 )
 from ssd3d.config import to_dict
 from ssd3d.errors import SSD3DError
-from ssd3d.pipeline.config import GenerateConfig, resolve_config
+from ssd3d.pipeline.config import DEFAULT_PRIOR, GenerateConfig, resolve_config
 
 RESULTS_FILE = "results.jsonl"
 FAILURES_FILE = "failures.jsonl"
@@ -116,7 +116,7 @@ def parse_job_line(
 def read_job_file(
     path: Path,
     *,
-    prior: str = "exact",
+    prior: str = DEFAULT_PRIOR,
     model: str | None = None,
     overrides: Sequence[str] = (),
 ) -> list[tuple[int, GenerateConfig]]:
@@ -350,7 +350,7 @@ def run_batch(
     out_dir: Path | None = None,
     *,
     ray: str | None = None,
-    prior: str = "exact",
+    prior: str = DEFAULT_PRIOR,
     model: str | None = None,
     overrides: Sequence[str] = (),
     threads: int = 1,

@@ -34,8 +34,11 @@ def register(app: typer.Typer) -> None:
             typer.Option(help="batch folder; run again to continue (default: outputs/<file>)"),
         ] = None,
         prior: Annotated[
-            str, typer.Option(help="prior of the jobs that name none: exact, toy, stable-diffusion")
-        ] = "exact",
+            str | None,
+            typer.Option(
+                help="prior of the jobs that name none: toy (default), exact, stable-diffusion"
+            ),
+        ] = None,
         model: Annotated[str | None, typer.Option(help="weights of the jobs' prior")] = None,
         threads: Annotated[
             int, typer.Option(help="torch threads per job (and CPUs Ray reserves for it)")
@@ -47,12 +50,13 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run a file of jobs; a rerun skips complete jobs and resumes interrupted ones."""
         from ssd3d.batch.jobs import FAILURES_FILE, plural, run_batch
+        from ssd3d.pipeline.config import DEFAULT_PRIOR
 
         outcome = run_batch(
             job_file,
             out,
             ray=ray,
-            prior=prior,
+            prior=prior or DEFAULT_PRIOR,
             model=model,
             overrides=list(overrides or []),
             threads=threads,

@@ -17,9 +17,11 @@ def register(app: typer.Typer) -> None:
             typer.Argument(help="key=value config overrides, e.g. grid.resolution=32"),
         ] = None,
         prior: Annotated[
-            str,
-            typer.Option(help="toy (shipped), exact (ToyWorld's exact score), stable-diffusion"),
-        ] = "exact",
+            str | None,
+            typer.Option(
+                help="toy (shipped, the default), exact (ToyWorld's exact score), stable-diffusion"
+            ),
+        ] = None,
         model: Annotated[str | None, typer.Option(help="weights: folder, file or hub id")] = None,
         estimator: Annotated[
             str | None,
@@ -39,7 +41,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Generate a 3D asset from a prompt: mesh, turntable video and contact sheet."""
         from ssd3d.errors import SSD3DError
-        from ssd3d.pipeline.config import resolve_config
+        from ssd3d.pipeline.config import DEFAULT_PRIOR, resolve_config
         from ssd3d.pipeline.run import generate as run_generate
         from ssd3d.pipeline.run import resume as run_resume
 
@@ -53,7 +55,7 @@ def register(app: typer.Typer) -> None:
             given = {"prompt": prompt, "model": model, "estimator": estimator, "steps": steps}
             given |= {"seed": seed, "device": device}
             fields = {k: v for k, v in given.items() if v is not None}
-            cfg = resolve_config(prior, fields, list(overrides or []))
+            cfg = resolve_config(prior or DEFAULT_PRIOR, fields, list(overrides or []))
             run_dir = run_generate(cfg, out, progress=not quiet)
         typer.echo(f"wrote {run_dir}")
 

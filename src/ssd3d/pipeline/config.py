@@ -22,6 +22,11 @@ from ssd3d.scene import CameraConfig, RenderConfig, ShadingConfig, ViewPromptCon
 PRIORS = PRIOR_NAMES
 
 
+# The prior of `ssd3d generate` and `ssd3d batch` when none is named: the shipped toy UNet
+# loads at once on any CPU; "exact" first renders its dataset (minutes).
+DEFAULT_PRIOR = "toy"
+
+
 @dataclass(frozen=True)
 class TimestepConfig:
     """How t is drawn each step (``ssd3d.estimators.schedules``)."""
@@ -141,7 +146,7 @@ class GenerateConfig:
     prompt: str = ""
     # Which frozen prior: "toy" (shipped ToyWorld UNet), "exact" (ToyWorld's exact score),
     # "stable-diffusion" (diffusers, GPU recommended).
-    prior: str = "exact"
+    prior: str = DEFAULT_PRIOR
     # Prior weights: a local folder or hub id (stable-diffusion), a .safetensors file (toy,
     # or a ToyWorld dataset for exact).
     model: str | None = None
@@ -200,6 +205,7 @@ def resolve_config(prior: str, fields: dict, overrides: list[str]) -> GenerateCo
 
 
 __all__ = [
+    "DEFAULT_PRIOR",
     "BackgroundConfig",
     "ExactPriorOptions",
     "ExportConfig",

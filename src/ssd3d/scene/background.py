@@ -36,7 +36,7 @@ class SolidBackground(Background):
         self.register_buffer("colour", torch.tensor(colour, dtype=torch.float32))
 
     def forward(self, directions: Tensor) -> Tensor:
-        return self.colour.to(directions.dtype).expand(*directions.shape[:-1], 3)
+        return self.colour.to(directions).expand(*directions.shape[:-1], 3)
 
 
 # Real spherical-harmonic constants, bands 0-2 (Sloan, "Stupid SH tricks").
