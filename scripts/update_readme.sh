@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Regenerate every figure and table in README.md from the commands that produce them.
-#   bash scripts/update_readme.sh [sim] [generate] [bench] [sd] [batch]   (default: all)
+#   bash scripts/update_readme.sh [sim] [generate] [bench] [tables] [smoothing] [sd] [batch]
+# (default: all; tables reads bench/{toy,exact-seeds,exact-smoothed,vocabulary}, made by
+# benchmarks/toyworld_tables.sh)
 # (sd only tabulates benchmarks/results/sd_*.json: run benchmarks/sd_gpu.sh on a GPU first)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-parts=("${@:-sim generate bench sd batch}")
+parts=("${@:-sim generate bench tables smoothing sd batch}")
 parts=(${parts[*]})
 mkdir -p docs/figures
 for part in "${parts[@]}"; do
@@ -22,6 +24,17 @@ for part in "${parts[@]}"; do
       ;;
     bench)
       python scripts/bench_readme.py bench/exact | python scripts/readme_section.py bench
+      ;;
+    tables)
+      python scripts/bench_readme.py bench/toy bench/exact-seeds --names toy,exact \
+        | python scripts/readme_section.py bench-priors
+      python scripts/bench_readme.py bench/exact-seeds bench/exact-smoothed \
+        --names exact,exact-smoothed | python scripts/readme_section.py bench-smoothing
+      python scripts/vocabulary_readme.py bench/vocabulary | python scripts/readme_section.py vocabulary
+      ;;
+    smoothing)
+      { echo '```'; python benchmarks/exact_smoothing.py; echo '```'; } \
+        | python scripts/readme_section.py smoothing
       ;;
     sd)
       python scripts/sd_results.py | python scripts/readme_section.py sd
