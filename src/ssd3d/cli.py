@@ -18,7 +18,7 @@ import typer  # noqa: E402
 
 from ssd3d.errors import SSD3DError  # noqa: E402
 
-COMMAND_MODULES = ("estimators", "generate", "toyworld", "simulate", "bench", "view")
+COMMAND_MODULES = ("estimators", "generate", "toyworld", "simulate", "bench", "view", "app")
 
 app = typer.Typer(
     name="ssd3d",
