@@ -15,11 +15,13 @@ from pathlib import Path
 from ssd3d.errors import SSD3DError
 
 INSTALL_HINT = 'the app needs Gradio: pip install "ssd3d[app]"'
-# A preview render every this many seconds: often enough to watch, rarely enough that a
-# quick run is not spent rendering previews. Cancelling takes effect at a preview too.
+# Orbit views of the scene while it runs: at least PREVIEW_SECONDS apart, and rarer when
+# they are slow, so that previews take at most 1 / (1 + PREVIEW_SPACING) of the run.
+# Cancelling takes effect at a preview.
 PREVIEW_SECONDS = 1.0
+PREVIEW_SPACING = 4
 PREVIEW_VIEWS = 4
-PREVIEW_RESOLUTION = 96
+PREVIEW_RESOLUTION = 64
 EXAMPLES = ("a red cube", "a blue torus", "a yellow wedge", "a green sphere")
 DEFAULT_OUT = Path("outputs/app")
 
@@ -92,14 +94,16 @@ def distil(
         run = prepare(cfg, loaded)  # an unknown prompt fails here
         run_dir = new_run_dir(out_root, cfg.prompt)
         write_config(run_dir, cfg)
-        start = last = time.perf_counter()
+        start = next_preview = time.perf_counter()
         for record in run_steps(run, run_dir):
             progress((run.step, cfg.steps), desc="distilling", unit="steps")
-            if time.perf_counter() - last >= PREVIEW_SECONDS or run.step == cfg.steps:
-                status = f"step {run.step} / {cfg.steps} · loss {record.loss:.3g} · t {record.t}"
+            now = time.perf_counter()
+            if now >= next_preview or run.step == cfg.steps:
                 views = preview(run)
+                cost = time.perf_counter() - now
+                next_preview = now + max(PREVIEW_SECONDS, (1 + PREVIEW_SPACING) * cost)
+                status = f"step {run.step} / {cfg.steps} · loss {record.loss:.3g} · t {record.t}"
                 yield views, status, gr.skip(), gr.skip(), gr.skip()
-                last = time.perf_counter()
         run.save(run_dir)
         progress(1.0, desc="exporting mesh, video and report")
         summary = finish(run_dir, time.perf_counter() - start)
@@ -165,7 +169,9 @@ def build_app(out_root: Path = DEFAULT_OUT):
                     interactive=False,
                     format="png",
                 )
-                mesh = gr.Model3D(label="mesh", clear_color=(0.96, 0.97, 0.98, 1.0), height=360)
+                mesh = gr.Model3D(
+                    label="mesh", clear_color=(0.96, 0.97, 0.98, 1.0), height=360, elem_id="mesh"
+                )
                 with gr.Row():
                     video = gr.Video(label="turntable", autoplay=True, loop=True, height=240)
                     files = gr.File(label="downloads", file_count="multiple")
@@ -176,6 +182,7 @@ def build_app(out_root: Path = DEFAULT_OUT):
             outputs=[preview, status, mesh, video, files],
             api_name="generate",
             concurrency_limit=1,
+            show_progress_on=[status],  # the preview stays visible while it runs
         )
         cancel_button.click(None, cancels=[run_event])
     # One run at a time, whoever asks: the others wait in the queue and see their place.
