@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Regenerate every figure and table in README.md from the commands that produce them.
-#   bash scripts/update_readme.sh [sim] [generate] [bench] [sd]     (default: all four)
+#   bash scripts/update_readme.sh [sim] [generate] [bench] [sd] [screenshots]   (default: all)
 # (sd only tabulates benchmarks/results/sd_*.json: run benchmarks/sd_gpu.sh on a GPU first)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-parts=("${@:-sim generate bench sd}")
+parts=("${@:-sim generate bench sd screenshots}")
 parts=(${parts[*]})
 mkdir -p docs/figures
 for part in "${parts[@]}"; do
@@ -25,6 +25,9 @@ for part in "${parts[@]}"; do
       ;;
     sd)
       python scripts/sd_results.py | python scripts/readme_section.py sd
+      ;;
+    screenshots)
+      python scripts/screenshots.py
       ;;
     *) echo "unknown part: $part" >&2; exit 2 ;;
   esac
