@@ -56,6 +56,8 @@ def _load_prior(name: str, model: str | None, device: str, resolution: int, enco
 def _config(prompt, prior, estimator, params, steps, seed, model, overrides):
     from ssd3d.pipeline.config import resolve_config
 
+    if steps is None or seed is None:  # an emptied number box
+        raise SSD3DError("give a number of steps and a seed")
     fields = {
         "prompt": prompt.strip(),
         "estimator": f"{estimator} {params or ''}".strip(),

@@ -58,3 +58,24 @@ def test_cli_view_on_a_plain_folder_is_a_one_line_error(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0
     assert result.stderr.startswith("error: ") and "neither a run folder" in result.stderr
+
+
+def test_cli_view_prints_the_address_it_serves(run_folder):
+    import subprocess
+    import sys
+    import urllib.request
+
+    server = subprocess.Popen(
+        [sys.executable, "-m", "ssd3d.cli", "view", str(run_folder), "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = server.stdout.readline()
+        url = line.split(" at ")[1].split()[0]
+        assert line.startswith(f"serving {run_folder} at http://127.0.0.1:")
+        with urllib.request.urlopen(url, timeout=30) as response:
+            assert response.read() == (run_folder / REPORT_FILE).read_bytes()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

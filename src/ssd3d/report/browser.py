@@ -49,14 +49,15 @@ class PageProblems:
         page.on("console", self._console)
         page.on("pageerror", lambda e: self.problems.append(f"exception: {e}"))
         page.on("requestfailed", lambda r: self.problems.append(f"failed: {r.url[:120]}"))
-        page.on(
-            "response",
-            lambda r: r.status >= 400 and self.problems.append(f"HTTP {r.status}: {r.url}"),
-        )
+        page.on("response", self._response)
 
     def _console(self, message) -> None:
         if message.type == "error":
             self.problems.append(f"console: {message.text[:300]}")
+
+    def _response(self, response) -> None:
+        if response.status >= 400:
+            self.problems.append(f"HTTP {response.status}: {response.url}")
 
     def list(self) -> list[str]:
         return list(self.problems)

@@ -9,6 +9,7 @@ relative to the page, so a folder can be moved, opened from disk or served as it
 from __future__ import annotations
 
 import base64
+import filecmp
 import shutil
 from dataclasses import dataclass, field
 from importlib import resources
@@ -99,7 +100,7 @@ def copy_model_viewer(out_dir: Path) -> str:
     target = Path(out_dir) / MODEL_VIEWER_JS
     source = resources.files("ssd3d.report") / "assets" / MODEL_VIEWER_JS
     with resources.as_file(source) as path:
-        if not target.is_file() or target.stat().st_size != path.stat().st_size:
+        if not target.is_file() or not filecmp.cmp(path, target, shallow=False):
             shutil.copyfile(path, target)
     return MODEL_VIEWER_JS
 
