@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Regenerate every figure and table in README.md from the commands that produce them.
 #   bash scripts/update_readme.sh [sim] [generate] [bench] [tables] [smoothing] [sd] [batch]
-# (default: all; tables reads bench/{toy,exact-seeds,exact-smoothed,vocabulary}, made by
-# benchmarks/toyworld_tables.sh)
-# (sd only tabulates benchmarks/results/sd_*.json: run benchmarks/sd_gpu.sh on a GPU first)
+#                                 [screenshots]                      (default: all)
+# (tables reads bench/{toy,exact-seeds,exact-smoothed,vocabulary}, made by
+# benchmarks/toyworld_tables.sh; sd only tabulates benchmarks/results/sd_*.json: run
+# benchmarks/sd_gpu.sh on a GPU first)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-parts=("${@:-sim generate bench tables smoothing sd batch}")
+parts=("${@:-sim generate bench tables smoothing sd batch screenshots}")
 parts=(${parts[*]})
 mkdir -p docs/figures
 for part in "${parts[@]}"; do
@@ -41,6 +42,9 @@ for part in "${parts[@]}"; do
       ;;
     batch)
       python benchmarks/batch.py | python scripts/readme_section.py batch
+      ;;
+    screenshots)
+      python scripts/screenshots.py
       ;;
     *) echo "unknown part: $part" >&2; exit 2 ;;
   esac

@@ -20,7 +20,16 @@ from typer.core import TyperGroup  # noqa: E402
 from ssd3d.batch.runner import LOCAL, is_ray_address  # noqa: E402
 from ssd3d.errors import SSD3DError  # noqa: E402
 
-COMMAND_MODULES = ("estimators", "generate", "toyworld", "simulate", "bench", "batch")
+COMMAND_MODULES = (
+    "estimators",
+    "generate",
+    "toyworld",
+    "simulate",
+    "bench",
+    "batch",
+    "view",
+    "app",
+)
 
 # Options whose value may be left out: (the value then, what a given value looks like).
 # ``--ray`` alone starts a local Ray instance; ``--ray auto`` / ``--ray host:port`` join a

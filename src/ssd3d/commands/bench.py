@@ -59,6 +59,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Score estimators x prompts x seeds against ToyWorld's ground truth."""
         from ssd3d.errors import SSD3DError
+        from ssd3d.report.page import REPORT_FILE
         from ssd3d.toyworld.bench import bench_config, load_judge, run_bench
         from ssd3d.toyworld.bench_report import PLOT_FILE, TABLE_FILE
 
@@ -96,7 +97,8 @@ def register(app: typer.Typer) -> None:
         typer.echo(
             f"{len(outcome.ran)} runs done, {len(outcome.skipped)} skipped, "
             f"{outcome.wall_s / 60:.1f} min; wrote {outcome.out_dir / 'results.json'}, "
-            f"{outcome.out_dir / TABLE_FILE}, {outcome.out_dir / PLOT_FILE}"
+            f"{outcome.out_dir / TABLE_FILE}, {outcome.out_dir / PLOT_FILE}, "
+            f"{outcome.out_dir / REPORT_FILE} (ssd3d view {outcome.out_dir})"
         )
         if outcome.failed:
             for label, prompt, seed, error in outcome.failed:

@@ -1,4 +1,4 @@
-"""What a finished run leaves behind: turntable video, contact sheet, mesh."""
+"""What a finished run leaves behind: turntable video, contact sheet, mesh, report.html."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from ssd3d.pipeline.loop import CHECKPOINT_DIR, build_scene
 from ssd3d.scene import RadianceScene, fixed_shading, normal_image, orbit_cameras
 
 CONFIG_FILE = "config.yaml"
+SUMMARY_FILE = "summary.json"
 # Views per render call when exporting: bounds memory at large video resolutions.
 RENDER_CHUNK = 8
 
@@ -47,18 +48,26 @@ def load_scene(run_dir: Path, cfg: GenerateConfig | None = None):
 @torch.no_grad()
 def render_orbit(scene: RadianceScene, n: int, resolution: int, mode: str = "lambertian"):
     """Evenly spaced views around the object, headlight-shaded. (rgb, normal) [n, 3, R, R]"""
-    cameras = orbit_cameras(n, width=resolution, height=resolution)
+    device = next(scene.parameters()).device
+    cameras = orbit_cameras(n, width=resolution, height=resolution, device=device)
     rgbs, normals = [], []
     for start in range(0, n, RENDER_CHUNK):
         cams = cameras[start : start + RENDER_CHUNK]
         out = scene.render(cams, fixed_shading(mode, cams))
-        rgbs.append(out.rgb)
-        normals.append(normal_image(out))
+        rgbs.append(out.rgb.cpu())
+        normals.append(normal_image(out).cpu())
     return torch.cat(rgbs), torch.cat(normals)
 
 
-def export_run(run_dir: Path) -> dict[str, Path]:
-    """(Re)write the run's turntable (mp4, gif), contact sheet and mesh from its checkpoint."""
+def orbit_sheet(scene: RadianceScene, views: int, resolution: int):
+    """``views`` orbit renders in a row, normal maps below: uint8 [H, W, 3]."""
+    rgb, normal = render_orbit(scene, views, resolution)
+    return contact_sheet(rgb, normal, normals_signed=False)
+
+
+def export_run(run_dir: Path, *, report: bool = True) -> dict[str, Path]:
+    """(Re)write the run's turntable (mp4, gif), contact sheet and mesh from its checkpoint,
+    then its report.html (``report=False``: the caller writes it, after the summary)."""
     run_dir = Path(run_dir)
     cfg = read_config(run_dir)
     scene = load_scene(run_dir, cfg)
@@ -67,12 +76,11 @@ def export_run(run_dir: Path) -> dict[str, Path]:
     if cfg.representation == "image":
         image = (scene.image()[0].permute(1, 2, 0) * 255).round().byte().numpy()
         written["image"] = save_png(image, run_dir / "image.png")
-        return written
+        return _with_report(run_dir, written, report)
     rgb, _ = render_orbit(scene, ex.turntable_frames, ex.video_resolution)
     for suffix in ("mp4", "gif"):
         written[suffix] = write_video(rgb, run_dir / f"turntable.{suffix}", fps=ex.fps)
-    rgb, normal = render_orbit(scene, ex.contact_views, ex.contact_resolution)
-    sheet = contact_sheet(rgb, normal, normals_signed=False)
+    sheet = orbit_sheet(scene, ex.contact_views, ex.contact_resolution)
     written["contact_sheet"] = save_png(sheet, run_dir / "contact_sheet.png")
     field = scene.field
     mesh = extract_mesh(
@@ -83,4 +91,12 @@ def export_run(run_dir: Path) -> dict[str, Path]:
     )
     for path in save_mesh(mesh, run_dir, stem="mesh", formats=ex.mesh_formats):
         written[path.suffix.lstrip(".")] = path
+    return _with_report(run_dir, written, report)
+
+
+def _with_report(run_dir: Path, written: dict[str, Path], report: bool) -> dict[str, Path]:
+    if report:
+        from ssd3d.report.run_page import write_run_report  # the report reads this module's files
+
+        written["report"] = write_run_report(run_dir)
     return written

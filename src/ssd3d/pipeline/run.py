@@ -10,6 +10,7 @@ import json
 import os
 import re
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -21,13 +22,12 @@ from ssd3d.pipeline.config import GenerateConfig
 from ssd3d.pipeline.loop import (
     LOG_FILE,
     Distillation,
+    StepRecord,
     append_log,
     truncate_log,
 )
-from ssd3d.pipeline.outputs import export_run, read_config, write_config
+from ssd3d.pipeline.outputs import SUMMARY_FILE, export_run, read_config, write_config
 from ssd3d.process import StopRequest
-
-SUMMARY_FILE = "summary.json"
 
 
 class RunInterrupted(SSD3DError):
@@ -105,6 +105,21 @@ def prepare(cfg: GenerateConfig, prior=None) -> Distillation:
     return Distillation(cfg, prior)  # embeds the prompt: unknown prompts fail here
 
 
+def run_steps(
+    run: Distillation, run_dir: Path, until: int | None = None, stop: StopRequest | None = None
+) -> Iterator[StepRecord]:
+    """Step to ``cfg.steps`` (or ``until``), logging every step and checkpointing every N
+    steps and after a step during which ``stop`` was requested; yields each step's record,
+    so a caller can stop between steps (Ctrl-C, the app's cancel)."""
+    end = run.cfg.steps if until is None else min(until, run.cfg.steps)
+    while run.step < end:
+        record = run.run_step()
+        append_log(run_dir, record)
+        if run.step % run.cfg.checkpoint_every == 0 or (stop is not None and stop.requested):
+            run.save(run_dir)
+        yield record
+
+
 def train(run: Distillation, run_dir: Path, stop_after: int | None = None, progress=True) -> bool:
     """Step until ``cfg.steps`` (or ``stop_after``); checkpoint every N steps and on Ctrl-C
     (at the end of the step it came in, so that resuming reproduces the run bit for bit).
@@ -121,16 +136,9 @@ def train(run: Distillation, run_dir: Path, stop_after: int | None = None, progr
     )
     try:
         with StopRequest().installed() as stop:
-            while run.step < cfg.steps:
-                if stop_after is not None and run.step >= stop_after:
-                    run.save(run_dir)
-                    return False
-                record = run.run_step()
-                append_log(run_dir, record)
+            for record in run_steps(run, run_dir, stop_after, stop):
                 bar.update(1)
                 bar.set_postfix(loss=f"{record.loss:.3g}", t=record.t[0], refresh=False)
-                if run.step % cfg.checkpoint_every == 0 or stop.requested:
-                    run.save(run_dir)
                 if stop.requested:  # Ctrl-C came during this step: it was finished first
                     raise RunInterrupted(
                         f"interrupted at step {run.step}; checkpoint saved. "
@@ -146,16 +154,20 @@ def train(run: Distillation, run_dir: Path, stop_after: int | None = None, progr
     finally:
         bar.close()
     run.save(run_dir)
-    return True
+    return run.step >= cfg.steps
 
 
 def finish(run_dir: Path, seconds: float) -> dict:
-    written = export_run(run_dir)
+    """Export the outputs, write summary.json, then the report (which shows the summary)."""
+    from ssd3d.report.run_page import write_run_report
+
+    written = export_run(run_dir, report=False)
     summary = {
         "train_seconds": round(seconds, 2),
         "files": {k: str(Path(v).name) for k, v in written.items()},
     }
     (run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=1))
+    write_run_report(run_dir)
     return summary
 
 
@@ -199,4 +211,13 @@ def resume(run_dir: Path, *, prior=None, stop_after=None, progress=True, steps=N
     return run_dir
 
 
-__all__ = ["LOG_FILE", "RunInterrupted", "generate", "new_run_dir", "resume", "slugify"]
+__all__ = [
+    "LOG_FILE",
+    "SUMMARY_FILE",
+    "RunInterrupted",
+    "generate",
+    "new_run_dir",
+    "resume",
+    "run_steps",
+    "slugify",
+]

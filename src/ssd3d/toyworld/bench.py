@@ -22,7 +22,8 @@ checkpoints (the initial scene, then evenly spaced to the end) the scene is scor
 R-precision and the multi-face score are NaN when no judge is available. A run whose
 gradient turns non-finite (``NonFiniteGradient``) is recorded with its error and the
 benchmark goes on. Results are written to ``results.json`` after every run, so a stopped
-benchmark continues where it stopped when pointed at the same folder.
+benchmark continues where it stopped when pointed at the same folder. Each finished run
+also leaves its final scene's orbit views in ``gallery/``, for ``report.html``'s gallery.
 """
 
 from __future__ import annotations
@@ -57,6 +58,10 @@ from ssd3d.toyworld.shapes import GroundTruthField
 from ssd3d.toyworld.vocabulary import all_prompts, parse_prompt
 
 RESULTS_FILE = "results.json"
+# Each run's final scene from GALLERY_VIEWS orbit views (front, side, back, side) with normal
+# maps, for report.html's gallery.
+GALLERY_DIR = "gallery"
+GALLERY_VIEWS = 4
 RESULTS_FORMAT = "ssd3d-bench"
 RESULTS_VERSION = 1
 
@@ -562,15 +567,27 @@ class BenchOutcome:
     failed: list[tuple[str, str, int, str]] = field(default_factory=list)
 
 
+def gallery_image(key: tuple) -> str:
+    """Where a run's gallery views go, relative to the results folder: one file per run key."""
+    from ssd3d.pipeline.run import slugify
+
+    _, prompt, seed, _ = key
+    digest = hashlib.sha1(json.dumps(key).encode()).hexdigest()[:10]
+    return f"{GALLERY_DIR}/{slugify(prompt)}-seed{seed}-{digest}.png"
+
+
 def _run_one(
     cfg: GenerateConfig,
     prior,
     checkpoint_steps: list[int],
     scorer: Scorer,
     initial: dict[str, float],
+    image_path: Path,
 ) -> dict:
-    """One run: train to ``cfg.steps``, scoring at the checkpoints; NonFiniteGradient is
-    recorded, not raised."""
+    """One run: train to ``cfg.steps``, scoring at the checkpoints, then save its gallery
+    views to ``image_path``; NonFiniteGradient is recorded, not raised."""
+    from ssd3d.export import save_png
+    from ssd3d.pipeline.outputs import orbit_sheet
     from ssd3d.pipeline.run import prepare
 
     run = prepare(cfg, prior)
@@ -589,6 +606,9 @@ def _run_one(
                 eval_s += time.perf_counter() - start
     except NonFiniteGradient as e:
         status, error = "failed", str(e)
+    if status == "ok":
+        sheet = orbit_sheet(run.scene, GALLERY_VIEWS, cfg.export.contact_resolution)
+        save_png(sheet, image_path)
     return {
         "status": status,
         "error": error,
@@ -612,6 +632,9 @@ class BenchCell:
     # "auto" (the shipped judge), a judge file, None (no judge), or "given" (the object
     # ``run_bench`` was handed: only here, not on Ray).
     judge: str | None
+    # The results folder: the run's gallery views go to ``gallery_image`` under it (on Ray
+    # too: like a batch's run folders, it must be on storage every node sees).
+    out_dir: Path
     threads: int | None = None
 
     @property
@@ -648,7 +671,10 @@ class BenchCell:
             ),
         )
         start = time.perf_counter()
-        result = _run_one(cfg, prior, list(self.checkpoint_steps), scorer, initial)
+        image = gallery_image((self.entry.canonical, cfg.prompt, cfg.seed, cfg.steps))
+        result = _run_one(
+            cfg, prior, list(self.checkpoint_steps), scorer, initial, self.out_dir / image
+        )
         return {
             "label": self.entry.label,
             "spec": self.entry.spec,
@@ -657,6 +683,7 @@ class BenchCell:
             "seed": cfg.seed,
             "steps": cfg.steps,
             **result,
+            "image": image if result["status"] == "ok" else None,
             "wall_seconds": round(time.perf_counter() - start, 3),
         }
 
@@ -706,7 +733,7 @@ def run_bench(
     retries: int | None = None,
 ) -> BenchOutcome:
     """Run every (estimator, prompt, seed) not yet in ``out_dir/results.json``; write
-    results.json after each run, then table.md and metrics_vs_steps.png.
+    results.json after each run, then table.md, metrics_vs_steps.png and report.html.
 
     prior: a loaded prior (None: load ``cfg.prior`` once). judge: a loaded judge, a judge
     file, None for none, or "auto" (the shipped one if present).
@@ -780,7 +807,15 @@ def run_bench(
     write_results(results_path, data)  # the folder is this benchmark's from now on
     checkpoint_steps = tuple(cfg.checkpoint_steps())
     cells = [
-        BenchCell(e, cfg.generate_config(e, p, s), checkpoint_steps, cfg.eval, judge_spec, threads)
+        BenchCell(
+            e,
+            cfg.generate_config(e, p, s),
+            checkpoint_steps,
+            cfg.eval,
+            judge_spec,
+            out_dir,
+            threads,
+        )
         for e, p, s in todo
     ]
     context = None
@@ -865,6 +900,7 @@ __all__ = [
     "Scorer",
     "bench_config",
     "derive_label",
+    "gallery_image",
     "load_judge",
     "new_bench_dir",
     "open_results",

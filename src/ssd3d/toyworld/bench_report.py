@@ -1,4 +1,5 @@
-"""The benchmark's report: mean ± std tables (markdown) and the metric-against-steps figure.
+"""The benchmark's report: mean ± std tables (markdown, and HTML in report.html) and the
+metric-against-steps figure.
 
 Everything here reads the ``results.json`` dict alone, so a table in the README is printed
 from the file (``scripts/bench_readme.py``), never typed by hand.
@@ -12,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ssd3d.report.page import Cell, Table
 from ssd3d.toyworld.bench import MULTI_FACE_SHAPES, selected_runs
 from ssd3d.toyworld.vocabulary import parse_prompt
 
@@ -120,8 +122,8 @@ def _judge_ok(data: dict) -> bool:
     return bool(data.get("judge", {}).get("available"))
 
 
-def markdown_table(data: dict, title: str | None = None) -> str:
-    """The benchmark's table with notes: mean ± std per estimator and metric, best in bold."""
+def summary_table(data: dict, title: str | None = None) -> Table:
+    """Mean ± std per estimator and metric at the end, best in bold; train time, runs ok."""
     cfg = data["config"]
     summaries = aggregate(data)
     counts = run_counts(data)
@@ -134,36 +136,38 @@ def markdown_table(data: dict, title: str | None = None) -> str:
     head = ["estimator"]
     head += [f"{m.title} {'↑' if m.higher_is_better else '↓'}" for m in METRICS]
     head += ["train s/run", "runs ok"]
-    lines = []
     if title is None:
         title = (
             f"ToyWorld benchmark: {cfg['prior']} prior, {cfg['steps']} steps, "
             f"{_count(len(cfg['prompts']), 'prompt')} × {_count(len(cfg['seeds']), 'seed')}"
         )
-    lines += [f"### {title}", "", "| " + " | ".join(head) + " |"]
-    lines.append("|" + "|".join(["---"] + [":-:"] * (len(head) - 1)) + "|")
     best = {m.key: _best({k: v[m.key] for k, v in summaries.items()}, m) for m in METRICS}
+    rows = []
     for label in labels_in_order(data):
-        cells = [label]
+        cells = [Cell(label)]
         for m in METRICS:
             s = summaries[label][m.key]
             if m.judge and not judge_ok:
-                cells.append(NO_JUDGE)
+                cells.append(Cell(NO_JUDGE))
                 continue
-            text = s.text(m.digits)
-            if s.n and best[m.key] == f"{s.mean:.{m.digits}f}":
-                text = f"**{text}**"
-            cells.append(text)
-        cells.append(seconds[label].text(1) if seconds[label].n else "–")
+            is_best = bool(s.n) and best[m.key] == f"{s.mean:.{m.digits}f}"
+            cells.append(Cell(s.text(m.digits), bold=is_best))
+        cells.append(Cell(seconds[label].text(1) if seconds[label].n else "–"))
         ok, n = counts[label]
-        cells.append(f"{ok}/{n}")
-        lines.append("| " + " | ".join(cells) + " |")
+        cells.append(Cell(f"{ok}/{n}"))
+        rows.append(cells)
+    return Table(title, head, rows)
+
+
+def markdown_table(data: dict, title: str | None = None) -> str:
+    """The benchmark's table with notes: mean ± std per estimator and metric, best in bold."""
+    lines = summary_table(data, title).markdown_lines("###")
     lines += ["", *(f"- {note}" for note in notes(data))]
     lines += ["", per_prompt_markdown(data, "iou")]
     return "\n".join(lines)
 
 
-def per_prompt_markdown(data: dict, key: str = "iou") -> str:
+def per_prompt_table(data: dict, key: str = "iou") -> Table:
     """One metric per estimator and prompt (mean over seeds) at the end, with the initial
     blob's row: the spread over prompts in the main table is mostly prompt difficulty, and
     estimators are compared within a column."""
@@ -186,23 +190,27 @@ def per_prompt_markdown(data: dict, key: str = "iou") -> str:
             ]
             rows[label][prompt] = Summary.of([p.get(key, math.nan) for p in points if p])
     arrow = "↑" if metric.higher_is_better else "↓"
-    lines = [
-        f"#### {metric.title} {arrow} per prompt at step {step} (mean over seeds; best in bold)",
-        "",
-        "| estimator | " + " | ".join(prompts) + " |",
-        "|" + "|".join(["---"] + [":-:"] * len(prompts)) + "|",
-        "| *initial blob* | " + " | ".join(blob[p].text(metric.digits) for p in prompts) + " |",
+    title = f"{metric.title} {arrow} per prompt at step {step} (mean over seeds; best in bold)"
+    cells = [
+        [Cell("initial blob", italic=True)] + [Cell(blob[p].text(metric.digits)) for p in prompts]
     ]
     best = {p: _best({k: v[p] for k, v in rows.items()}, metric) for p in prompts}
     for label, row in rows.items():
-        cells = []
-        for p in prompts:
-            text = row[p].text(metric.digits)
-            if row[p].n and best[p] == f"{row[p].mean:.{metric.digits}f}":
-                text = f"**{text}**"
-            cells.append(text)
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+        cells.append(
+            [Cell(label)]
+            + [
+                Cell(
+                    row[p].text(metric.digits),
+                    bold=bool(row[p].n) and best[p] == f"{row[p].mean:.{metric.digits}f}",
+                )
+                for p in prompts
+            ]
+        )
+    return Table(title, ["estimator", *prompts], cells)
+
+
+def per_prompt_markdown(data: dict, key: str = "iou") -> str:
+    return "\n".join(per_prompt_table(data, key).markdown_lines("####")) + "\n"
 
 
 def notes(data: dict) -> list[str]:
@@ -401,13 +409,14 @@ def _palette(n: int) -> list:
 
 
 def write_report(out_dir: Path, data: dict) -> dict[str, Path]:
-    """table.md and metrics_vs_steps.png in ``out_dir``."""
+    """table.md, metrics_vs_steps.png and report.html in ``out_dir``."""
     from ssd3d.export._atomic import atomic_write_bytes
+    from ssd3d.report.bench_page import write_bench_report  # it imports this module
 
     out_dir = Path(out_dir)
     table = atomic_write_bytes(out_dir / TABLE_FILE, markdown_table(data).encode())
     plot = plot_metrics_vs_steps(data, out_dir / PLOT_FILE)
-    return {"table": table, "plot": plot}
+    return {"table": table, "plot": plot, "html": write_bench_report(out_dir, data)}
 
 
 __all__ = [
@@ -418,7 +427,9 @@ __all__ = [
     "markdown_table",
     "notes",
     "per_prompt_markdown",
+    "per_prompt_table",
     "plot_metrics_vs_steps",
     "side_by_side_markdown",
+    "summary_table",
     "write_report",
 ]

@@ -1,0 +1,188 @@
+"""A run folder's report.html: what was asked, what came out, and how the run went.
+
+Reads only the folder's files (config.yaml, log.jsonl, summary.json and the exports), so it
+can be rewritten at any time: at the end of a run, by ``ssd3d export``, by ``ssd3d view``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from ssd3d.estimators import build_estimator, describe
+from ssd3d.pipeline.config import GenerateConfig
+from ssd3d.pipeline.loop import LOG_FILE
+from ssd3d.pipeline.outputs import CONFIG_FILE, SUMMARY_FILE, read_config
+from ssd3d.report.page import (
+    Cell,
+    Table,
+    bullets,
+    image,
+    links,
+    pre,
+    render_page,
+    section,
+    table,
+    video,
+    viewer,
+)
+
+TRAINING_PLOT = "training.png"
+# What a run may leave behind, in the order the page lists them.
+RUN_FILES = [
+    "mesh.glb",
+    "mesh.obj",
+    "mesh.ply",
+    "turntable.mp4",
+    "turntable.gif",
+    "contact_sheet.png",
+    "image.png",
+    CONFIG_FILE,
+    LOG_FILE,
+    SUMMARY_FILE,
+]
+
+
+def read_log(run_dir: Path) -> list[dict]:
+    path = Path(run_dir) / LOG_FILE
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _moving_average(values: list[float], window: int) -> list[float]:
+    """Trailing mean over ``window`` steps: the loss is one noisy sample per step."""
+    out, total = [], 0.0
+    for i, v in enumerate(values):
+        total += v
+        if i >= window:
+            total -= values[i - window]
+        out.append(total / min(i + 1, window))
+    return out
+
+
+def plot_training(log: list[dict], path: Path) -> Path:
+    """Loss, gradient norm, t and milliseconds per stage against steps: one PNG, 4 panels."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from ssd3d.export._atomic import atomic_path
+
+    steps = [r["step"] for r in log]
+    window = max(1, len(log) // 50)
+    fig = Figure(figsize=(11, 6.4), dpi=100)
+    FigureCanvasAgg(fig)
+    (loss_ax, grad_ax), (t_ax, time_ax) = fig.subplots(2, 2)
+    for ax, key, title in [
+        (loss_ax, "loss", "surrogate loss"),
+        (grad_ax, "grad_norm", "gradient norm (per view, mean)"),
+    ]:
+        values = [r[key] for r in log]
+        ax.plot(steps, values, lw=0.6, alpha=0.35, color="tab:blue")
+        if window > 1:
+            ax.plot(steps, _moving_average(values, window), lw=1.5, color="tab:blue")
+        ax.set_title(title + (f", {window}-step mean" if window > 1 else ""))
+    if all(r["grad_norm"] > 0 for r in log):
+        grad_ax.set_yscale("log")
+    t_steps = [r["step"] for r in log for _ in r["t"]]
+    t_ax.scatter(t_steps, [t for r in log for t in r["t"]], s=3, alpha=0.5, color="tab:orange")
+    t_ax.set_title("diffusion timestep t of each view")
+    stages = list(log[0]["timings_ms"])
+    stacked = [_moving_average([r["timings_ms"].get(s, 0.0) for r in log], window) for s in stages]
+    time_ax.stackplot(steps, stacked, labels=stages, alpha=0.85)
+    time_ax.set_title("milliseconds per step by stage")
+    time_ax.legend(loc="upper right", fontsize=8, ncol=len(stages))
+    for ax in (loss_ax, grad_ax, t_ax, time_ax):
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp)
+    return Path(path)
+
+
+def timing_table(log: list[dict]) -> Table:
+    """Mean milliseconds per step by stage, and each stage's share."""
+    stages = list(log[0]["timings_ms"])
+    means = {s: math.fsum(r["timings_ms"].get(s, 0.0) for r in log) / len(log) for s in stages}
+    total = math.fsum(means.values())
+    rows = [[Cell(s), Cell(f"{ms:.1f}"), Cell(f"{ms / total:.0%}")] for s, ms in means.items()]
+    rows.append([Cell("total", italic=True), Cell(f"{total:.1f}"), Cell("100%")])
+    return Table(f"Time per step, mean over {len(log)} steps", ["stage", "ms", "share"], rows)
+
+
+def _facts(cfg: GenerateConfig, log: list[dict], summary: dict) -> list[tuple[str, str]]:
+    done = log[-1]["step"] if log else 0
+    grid = f"{cfg.grid.resolution}³"
+    for step, resolution in zip(cfg.growth.steps, cfg.growth.resolutions, strict=True):
+        grid += f" → {resolution}³ at step {step}"
+    facts = [
+        ("prompt", cfg.prompt),
+        ("prior", cfg.prior + (f" ({cfg.model})" if cfg.model else "")),
+        ("estimator", describe(build_estimator(cfg.estimator))),
+        ("steps", f"{done} of {cfg.steps}" if done != cfg.steps else str(cfg.steps)),
+        ("seed", str(cfg.seed)),
+        ("views per step", f"{cfg.views_per_step} at {cfg.camera.width}×{cfg.camera.height} px"),
+        (
+            "timesteps",
+            f"{cfg.timesteps.schedule}, t in [{cfg.timesteps.t_min}, {cfg.timesteps.t_max}]",
+        ),
+    ]
+    if cfg.representation == "nerf":
+        facts.append(("voxel grid", grid))
+    facts.append(("device", cfg.device))
+    if "train_seconds" in summary:
+        facts.append(("training time", f"{summary['train_seconds']:.1f} s"))
+    return facts
+
+
+def write_run_report(run_dir: Path) -> Path:
+    """Write ``run_dir/report.html`` (and training.png) from the folder's files."""
+    run_dir = Path(run_dir)
+    cfg = read_config(run_dir)
+    log = read_log(run_dir)
+    summary_path = run_dir / SUMMARY_FILE
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    has = {name for name in RUN_FILES if (run_dir / name).is_file()}
+
+    sections = []
+    shown = []
+    if "mesh.glb" in has:
+        shown.append(viewer(run_dir / "mesh.glb", f"the mesh of {cfg.prompt!r}"))
+    if "turntable.mp4" in has:
+        shown.append(video("turntable.mp4", "turntable.mp4: the radiance field, rendered"))
+    if "image.png" in has:
+        shown.append(image("image.png", cfg.prompt, "the optimised image"))
+    if shown:
+        sections.append(section("Result", *shown, side_by_side=True))
+    if "contact_sheet.png" in has:
+        caption = "orbit views with their normal maps below"
+        sections.append(section("Contact sheet", image("contact_sheet.png", "views", caption)))
+    if not {"mesh.glb", "image.png"} & has:
+        note = "No exports yet: the run has not finished (ssd3d export DIR writes them)."
+        sections.insert(0, section("Result", bullets([note])))
+    if log:
+        plot = plot_training(log, run_dir / TRAINING_PLOT).name
+        sections.append(
+            section(
+                "Training",
+                image(plot, "loss, gradient norm, t and time per step against steps"),
+                table(timing_table(log)),
+                side_by_side=True,
+            )
+        )
+    config_text = (run_dir / CONFIG_FILE).read_text()
+    sections.append(section("Configuration", pre(config_text, "config.yaml (resolved)")))
+    sections.append(section("Files", links(run_dir, RUN_FILES)))
+    subtitle = f"ssd3d run · {cfg.prior} prior · {cfg.estimator} · {run_dir.name}"
+    return render_page(
+        run_dir,
+        title=cfg.prompt,
+        subtitle=subtitle,
+        facts=_facts(cfg, log, summary),
+        sections=sections,
+    )
+
+
+__all__ = ["TRAINING_PLOT", "plot_training", "read_log", "timing_table", "write_run_report"]
