@@ -81,6 +81,7 @@ def main() -> None:
         ]
         (tmp / "jobs.jsonl").write_text("\n".join(lines) + "\n")
         kw = {
+            "prior": "exact",
             "model": str(tmp / "data.safetensors"),
             "overrides": [*SMALL, f"steps={args.steps}", f"checkpoint_every={args.steps}"]
             + args.overrides,

@@ -1,6 +1,6 @@
 """Milliseconds per distillation step, split by stage, and the wall time of a default run.
 
-    python benchmarks/step_time.py [--prior exact|toy] [--steps 30] [--full] [key=value ...]
+    python benchmarks/step_time.py [--prior toy|exact] [--steps 30] [--full] [key=value ...]
 
 Stages: render (volume rendering + prior.encode), prior (one batched call for every branch
 the estimator needs), estimator, backward, optimizer. ``--full`` also times a complete
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from ssd3d.pipeline.config import resolve_config
+from ssd3d.pipeline.config import DEFAULT_PRIOR, resolve_config
 from ssd3d.pipeline.run import generate, prepare
 
 PROMPT = "a red cube"
@@ -25,7 +25,7 @@ PROMPT = "a red cube"
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--prior", default="exact")
+    parser.add_argument("--prior", default=DEFAULT_PRIOR)
     parser.add_argument("--prompt", default=PROMPT)
     parser.add_argument("--steps", type=int, default=30, help="steps timed (after 3 warm-up)")
     parser.add_argument("--full", action="store_true", help="also time a whole default run")

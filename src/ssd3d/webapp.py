@@ -123,6 +123,7 @@ def build_app(out_root: Path = DEFAULT_OUT):
     """The Gradio Blocks of the app; runs are written under ``out_root``."""
     gr = require_gradio()
     from ssd3d.estimators import ESTIMATORS
+    from ssd3d.pipeline.config import DEFAULT_PRIOR
     from ssd3d.priors.load import PRIOR_NAMES
 
     out_root = Path(out_root)
@@ -144,7 +145,7 @@ def build_app(out_root: Path = DEFAULT_OUT):
         with gr.Row():
             with gr.Column(scale=2):
                 prompt = gr.Textbox(label="prompt", value=EXAMPLES[0])
-                prior = gr.Dropdown(list(PRIOR_NAMES), value="exact", label="prior")
+                prior = gr.Dropdown(list(PRIOR_NAMES), value=DEFAULT_PRIOR, label="prior")
                 with gr.Row():
                     estimator = gr.Dropdown(list(ESTIMATORS), value="ssd", label="estimator")
                     params = gr.Textbox(
