@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from safetensors import safe_open
 
@@ -26,6 +27,12 @@ def main() -> None:
     parser.add_argument("--hardware", default="a 2-core CPU", help="where it was trained")
     parser.add_argument("--eval", default=None, help="ssd3d toyworld eval-prior --out JSON")
     parser.add_argument("--judge", default=None, help="the judge's weights, for its own card")
+    parser.add_argument(
+        "--device", default="cpu", help="train-prior's --device, where the weights do not say"
+    )
+    parser.add_argument(
+        "--recipes", default=None, help="benchmarks/prior_recipes.sh's results folder"
+    )
     args = parser.parse_args()
     with safe_open(args.prior, framework="pt") as f:
         meta = f.metadata()
@@ -39,9 +46,11 @@ def main() -> None:
         "Diffusion's scaled-linear betas) trained on ToyWorld renders; the `toy` prior.\n"
     )
     print("| field | value |\n|---|---|")
+    device = meta.get("device", args.device)
+    device_flag = "" if device == "cpu" else f" --device {device}"
     rows = {
         "command": f"`{meta.get('created_by', 'ssd3d toyworld train-prior')} DATASET "
-        f"--steps {meta['steps']}`",
+        f"--steps {meta['steps']}{device_flag}`",
         "data": f"{meta['dataset_size']} renders of {len(prompts)} prompts at "
         f"{meta['resolution']} px, dataset seed {meta['dataset_seed']} ({args.dataset})",
         "steps": meta["steps"],
@@ -58,6 +67,14 @@ def main() -> None:
         print(f"| {key} | {value} |")
     if args.eval:
         print_eval(json.loads(open(args.eval).read()))
+    if args.recipes:
+        from prior_recipes import table  # scripts/ is on sys.path when run as a script
+
+        print(
+            "\n## How the recipe was chosen\n\n`bash benchmarks/prior_recipes.sh` trained "
+            "variants side by side and scored each stage with `eval-prior`:\n"
+        )
+        print(table(Path(args.recipes)))
     if args.grid:
         print(f"\nGuided samples (DDIM), one row per prompt:\n\n![samples]({args.grid})")
     if args.judge:

@@ -154,6 +154,23 @@ def test_ddim_matches_diffusers() -> None:
         x = expected
 
 
+@pytest.mark.parametrize("steps", [20, 50, 30])
+def test_trailing_spacing_matches_diffusers(steps: int) -> None:
+    diffusers = pytest.importorskip("diffusers")
+    sched = diffusers.DDIMScheduler(
+        num_train_timesteps=1000,
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        timestep_spacing="trailing",
+    )
+    sched.set_timesteps(steps)
+    ours = ddim_timesteps(1000, steps, "trailing")
+    assert torch.equal(ours, sched.timesteps) and ours[0] == 999
+    with pytest.raises(SSD3DError, match="'leading' or 'trailing'"):
+        ddim_timesteps(1000, steps, "linspace")  # type: ignore[arg-type]
+
+
 class PointMassPrior:
     """Exact eps of point-mass data: "" at u, any prompt at c (x_t = sqrt(a) x0 + ...)."""
 

@@ -20,6 +20,7 @@ from ssd3d.toyworld import train_prior as tp
 from ssd3d.toyworld.dataset_format import synthetic_dataset
 from ssd3d.toyworld.model import (
     PAD_ID,
+    NoiseSchedule,
     PromptTokenizer,
     ToyUNet,
     UNetConfig,
@@ -138,11 +139,32 @@ def test_ema_warmup_and_update() -> None:
 
 @pytest.mark.parametrize(
     ("override", "message"),
-    [({"steps": 0}, "'steps' must be >= 1"), ({"cond_dropout": 1.0}, "'cond_dropout'")],
+    [
+        ({"steps": 0}, "'steps' must be >= 1"),
+        ({"cond_dropout": 1.0}, "'cond_dropout'"),
+        ({"min_snr_gamma": -1.0}, "'min_snr_gamma'"),
+    ],
 )
 def test_config_checks(override: dict, message: str) -> None:
     with pytest.raises(SSD3DError, match=message):
         TrainPriorConfig(**override)
+
+
+def test_min_snr_weighting_damps_only_the_low_noise_steps() -> None:
+    def zero_unet(x, t, tokens):  # eps_hat = 0: each sample's loss is mean(noise^2)
+        return torch.zeros_like(x)
+
+    alphas = NoiseSchedule().alphas_cumprod().float()
+    t = torch.tensor([0, 999])
+    noise = torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    x0, tokens = torch.zeros(2, 3, 4, 4), torch.zeros(2, 1, dtype=torch.int64)
+    per_sample = noise.square().mean(dim=(1, 2, 3))
+    plain = tp.diffusion_loss(zero_unet, x0, tokens, alphas, t, noise)
+    assert plain == pytest.approx(float(per_sample.mean()))
+    weighted = tp.diffusion_loss(zero_unet, x0, tokens, alphas, t, noise, min_snr_gamma=5.0)
+    snr0 = float(alphas[0] / (1 - alphas[0]))  # ~1176: damped to 5 / snr0
+    expected = (float(per_sample[0]) * 5.0 / snr0 + float(per_sample[1])) / 2  # SNR(999) < 5
+    assert weighted == pytest.approx(expected, rel=1e-5)
 
 
 # --- training ------------------------------------------------------------------------------

@@ -30,15 +30,18 @@ def add_commands(toyworld_app: typer.Typer) -> None:
         steps: int | None = typer.Option(None, "--steps", help="Training steps in total."),
         resume: bool = typer.Option(False, "--resume", help="Continue from the checkpoint."),
         grid: bool = typer.Option(True, "--grid/--no-grid", help="Write a sample grid."),
+        device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     ) -> None:
         """Train the toy diffusion prior; writes OUT/toy_prior.safetensors."""
         from ssd3d.config import apply_overrides
+        from ssd3d.pipeline.run import check_device
         from ssd3d.toyworld.train_prior import TrainPriorConfig, train_prior
 
         cfg = apply_overrides(TrainPriorConfig(), list(overrides or []))
         if steps is not None:
             cfg = apply_overrides(cfg, [f"steps={steps}"])
-        result = train_prior(dataset, out, cfg, progress=True, resume=resume)
+        check_device(device)
+        result = train_prior(dataset, out, cfg, progress=True, resume=resume, device=device)
         typer.echo(
             f"prior: {result.prior_path} ({result.steps} steps, "
             f"{result.wall_time_s / 60:.1f} min, final loss {result.losses[-1][1]:.4f})"
@@ -49,7 +52,7 @@ def add_commands(toyworld_app: typer.Typer) -> None:
 
             from ssd3d.priors.toy import ToyPrior, sample_grid
 
-            prior = ToyPrior.load(result.prior_path)
+            prior = ToyPrior.load(result.prior_path, device)
             image = sample_grid(
                 prior,
                 prior.prompts,
@@ -96,12 +99,17 @@ def add_commands(toyworld_app: typer.Typer) -> None:
         samples: int = typer.Option(8, "--samples", help="Guided samples per prompt."),
         seed: int = typer.Option(0, "--seed"),
         out: Path | None = typer.Option(None, "--out", help="Write the scores here (.json)."),
+        spacing: str = typer.Option(
+            "leading", "--spacing", help="DDIM timestep spacing: leading or trailing."
+        ),
+        device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     ) -> None:
         """Sample the prior for every prompt and report how many the judge recognises."""
         import dataclasses
         import json
 
         from ssd3d.errors import SSD3DError
+        from ssd3d.pipeline.run import check_device
         from ssd3d.priors.toy import ToyPrior
         from ssd3d.toyworld.judge import Judge
         from ssd3d.toyworld.prior_eval import evaluate_prior, summarise
@@ -110,8 +118,9 @@ def add_commands(toyworld_app: typer.Typer) -> None:
             raise SSD3DError(f"--samples must be >= 1; got {samples}")
         if out is not None and out.suffix != ".json":
             raise SSD3DError(f"--out must name a .json file; got {out}")
-        toy, reader = ToyPrior.load(prior), Judge.load(judge)
-        scores = evaluate_prior(toy, reader, samples_per_prompt=samples, seed=seed)
+        check_device(device)
+        toy, reader = ToyPrior.load(prior, device), Judge.load(judge, device)
+        scores = evaluate_prior(toy, reader, samples_per_prompt=samples, seed=seed, spacing=spacing)
         for score in scores:
             if not score.recognised:
                 typer.echo(
@@ -131,6 +140,7 @@ def add_commands(toyworld_app: typer.Typer) -> None:
                 "summary": summary,
                 "samples_per_prompt": samples,
                 "seed": seed,
+                "spacing": spacing,
                 "prior": str(prior or "shipped"),
                 "judge": str(judge or "shipped"),
                 "prompts": [dataclasses.asdict(s) for s in scores],

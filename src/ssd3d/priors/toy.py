@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -34,6 +35,7 @@ SHIPPED_PRIOR = "toy_prior.safetensors"
 DEFAULT_SAMPLE_GUIDANCE = 2.0
 # DDIM steps for samples (DDIM paper, Table 1: 50 steps is close to 1000 for eta = 0).
 DEFAULT_SAMPLE_STEPS = 50
+TimestepSpacing = Literal["leading", "trailing"]
 
 
 def shipped_prior_path() -> Path:
@@ -145,12 +147,23 @@ class ToyPrior:
 # --- sampling ------------------------------------------------------------------------------
 
 
-def ddim_timesteps(num_train_timesteps: int, steps: int) -> Tensor:
-    """DDIM's "leading" spacing (diffusers' default): [steps] descending, e.g. 980 .. 0."""
+def ddim_timesteps(
+    num_train_timesteps: int, steps: int, spacing: TimestepSpacing = "leading"
+) -> Tensor:
+    """DDIM timesteps [steps], descending, with diffusers' two spacings.
+
+    "leading" (diffusers' default, e.g. 980 .. 0) starts below the last training timestep;
+    "trailing" (Lin et al. 2024, "Common diffusion noise schedules are flawed", e.g. 999 ..
+    19) starts at it, where x_T is closest to the pure noise sampling begins from.
+    """
     if not 1 <= steps <= num_train_timesteps:
         raise SSD3DError(f"sampling 'steps' must lie in [1, {num_train_timesteps}]; got {steps}")
-    ratio = num_train_timesteps // steps
-    return (torch.arange(steps) * ratio).flip(0)
+    if spacing == "leading":
+        return (torch.arange(steps) * (num_train_timesteps // steps)).flip(0)
+    if spacing == "trailing":
+        ratio = num_train_timesteps / steps
+        return torch.arange(num_train_timesteps, 0, -ratio).round().long() - 1
+    raise SSD3DError(f"sampling 'spacing' must be 'leading' or 'trailing'; got {spacing!r}")
 
 
 def ddim_step(
@@ -181,6 +194,7 @@ def sample(
     guidance_scale: float = DEFAULT_SAMPLE_GUIDANCE,
     steps: int = DEFAULT_SAMPLE_STEPS,
     generator: torch.Generator | None = None,
+    spacing: TimestepSpacing = "leading",
 ) -> Tensor:
     """n images per prompt, prompt-major: [len(prompts) * n, 3, R, R] in [0, 1].
 
@@ -200,13 +214,12 @@ def sample(
     b, r = rows.shape[0], prior.resolution
     x = torch.randn(b, 3, r, r, generator=generator).to(prior.device)
     alphas = prior.alphas_cumprod
-    timesteps = ddim_timesteps(len(alphas), steps)
-    ratio = len(alphas) // steps
-    for t in timesteps.tolist():
+    timesteps = ddim_timesteps(len(alphas), steps, spacing).tolist()
+    for t, t_prev in zip(timesteps, [*timesteps[1:], -1], strict=True):
         t_batch = torch.full((2 * b,), t, dtype=torch.int64, device=prior.device)
         eps_cond, eps_uncond = prior.predict_noise(torch.cat([x, x]), t_batch, cond).chunk(2)
         eps = classifier_free_guidance(eps_cond, eps_uncond, guidance_scale)
-        prev = alphas[t - ratio] if t - ratio >= 0 else 1.0  # diffusers' set_alpha_to_one
+        prev = alphas[t_prev] if t_prev >= 0 else 1.0  # diffusers' set_alpha_to_one
         x = ddim_step(x, eps, alphas[t], prev)
     return prior.decode(x)
 

@@ -84,6 +84,7 @@ def evaluate_prior(
     steps: int | None = None,
     seed: int = 0,
     chunk: int = 5,
+    spacing: str = "leading",
 ) -> list[PromptScore]:
     """Sample ``samples_per_prompt`` guided images per prompt and score them with the judge.
 
@@ -104,6 +105,7 @@ def evaluate_prior(
             DEFAULT_SAMPLE_GUIDANCE if guidance_scale is None else guidance_scale,
             DEFAULT_SAMPLE_STEPS if steps is None else steps,
             generator,
+            spacing,
         )
         scores += judge_samples(judge, images, part)
     return scores
