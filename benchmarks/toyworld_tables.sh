@@ -3,7 +3,8 @@
 #   bash benchmarks/toyworld_tables.sh [OUT] [key=value ...]      (e.g. device=cuda)
 # - OUT/toy, OUT/exact-seeds: SDS (7.5, 100), CSD, NFSD, SSD, SSD tau=600 x 4 prompts x 3 seeds;
 # - OUT/exact-smoothed: four of them with the exact prior smoothed (exact.smoothing=0.1);
-# - OUT/vocabulary: the default `ssd3d generate` (toy prior, SSD, 600 steps) on all prompts.
+# - OUT/vocabulary: the default `ssd3d generate` (toy prior, SSD, 600 steps) on all prompts;
+#   OUT/vocabulary-no-sparsity: the same without the toy preset's opacity sparsity.
 # PARTS processes per table (default 4). Each folder continues where it stopped when the
 # command runs again. Then: bash scripts/update_readme.sh tables.
 set -euo pipefail
@@ -19,6 +20,8 @@ grid=(python3 benchmarks/toyworld_bench.py --seeds 3 --parts "$parts")
   --estimators "sds guidance_scale=7.5;csd;nfsd;ssd" "$@" exact.smoothing=0.1 &
 python3 benchmarks/toyworld_bench.py --prior toy --estimators ssd --prompts all --steps 600 \
   --parts "$parts" --out "$out/vocabulary" "$@" &
+python3 benchmarks/toyworld_bench.py --prior toy --estimators ssd --prompts all --steps 600 \
+  --parts "$parts" --out "$out/vocabulary-no-sparsity" "$@" regularisers.opacity_sparsity=0 &
 failed=0
 for job in $(jobs -p); do wait "$job" || failed=1; done
 exit $failed

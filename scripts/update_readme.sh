@@ -2,7 +2,7 @@
 # Regenerate every figure and table in README.md from the commands that produce them.
 #   bash scripts/update_readme.sh [sim] [generate] [bench] [tables] [smoothing] [sd] [batch]
 #                                 [screenshots]                      (default: all)
-# (tables reads bench/{toy,exact-seeds,exact-smoothed,vocabulary}, made by
+# (tables reads bench/{toy,exact-seeds,exact-smoothed,vocabulary,vocabulary-no-sparsity}, made by
 # benchmarks/toyworld_tables.sh; sd only tabulates benchmarks/results/sd_*.json: run
 # benchmarks/sd_gpu.sh on a GPU first)
 set -euo pipefail
@@ -31,7 +31,9 @@ for part in "${parts[@]}"; do
         | python scripts/readme_section.py bench-priors
       python scripts/bench_readme.py bench/exact-seeds bench/exact-smoothed \
         --names exact,exact-smoothed | python scripts/readme_section.py bench-smoothing
-      python scripts/vocabulary_readme.py bench/vocabulary | python scripts/readme_section.py vocabulary
+      python scripts/vocabulary_readme.py bench/vocabulary --compare bench/vocabulary-no-sparsity \
+        --compare-name "without opacity sparsity (regularisers.opacity_sparsity=0)" \
+        | python scripts/readme_section.py vocabulary
       ;;
     smoothing)
       { echo '```'; python benchmarks/exact_smoothing.py; echo '```'; } \

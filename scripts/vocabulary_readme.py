@@ -4,6 +4,9 @@ as markdown for the README:
     python benchmarks/toyworld_bench.py --prior toy --estimators ssd --prompts all \\
         --steps 600 --out bench/vocabulary
     python scripts/vocabulary_readme.py bench/vocabulary | python scripts/readme_section.py vocabulary
+
+``--compare FOLDER --compare-name TEXT`` adds a row per other run of the same grid (e.g. the
+vocabulary without a setting the default now has) under the goals table.
 """
 
 from __future__ import annotations
@@ -17,21 +20,36 @@ from ssd3d.toyworld.bench import RESULTS_FILE, read_results
 from ssd3d.toyworld.vocabulary import COLOURS, SHAPES, parse_prompt
 
 GOALS = {"iou": 0.6, "r_precision": 0.9}
+COMPARED = ("iou", "r_precision", "multi_face", "colour_error", "psnr")
+
+
+def final_metrics(data: dict) -> dict[str, dict]:
+    """prompt -> its run's last checkpoint, for the runs that finished."""
+    return {r["prompt"]: r["checkpoints"][-1] for r in data["runs"] if r["status"] == "ok"}
+
+
+def mean_over(final: dict[str, dict], metric: str, prompts) -> float:
+    """Mean of ``metric`` over ``prompts`` (NaN ones, e.g. multi-face of a sphere, left out)."""
+    values = [final[p][metric] for p in prompts if p in final]
+    values = [v for v in values if not math.isnan(v)]
+    return fmean(values) if values else math.nan
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", type=Path)
+    parser.add_argument("--compare", type=Path, action="append", default=[])
+    parser.add_argument("--compare-name", action="append", default=[])
     args = parser.parse_args(argv)
+    if len(args.compare) != len(args.compare_name):
+        parser.error("give one --compare-name per --compare")
     data = read_results(args.folder / RESULTS_FILE)
     cfg = data["config"]
-    final = {r["prompt"]: r["checkpoints"][-1] for r in data["runs"] if r["status"] == "ok"}
+    final = final_metrics(data)
     failed = [r["prompt"] for r in data["runs"] if r["status"] != "ok"]
 
     def mean(metric: str, prompts) -> float:
-        values = [final[p][metric] for p in prompts if p in final]
-        values = [v for v in values if not math.isnan(v)]
-        return fmean(values) if values else math.nan
+        return mean_over(final, metric, prompts)
 
     estimator = ", ".join(e["spec"] for e in cfg["estimators"])
     print(
@@ -56,6 +74,18 @@ def main(argv: list[str] | None = None) -> None:
         ("psnr", "PSNR dB"),
     ):
         print(f"| {label} | {mean(metric, final):.3f} | – | – |")
+    if args.compare:
+        print("\n| run | IoU | R-precision | multi-face | colour error | PSNR dB |")
+        print("|---|:-:|:-:|:-:|:-:|:-:|")
+        overrides = " ".join(cfg.get("overrides", [])) or "no overrides"
+        runs = [(f"this run ({overrides})", final)]
+        runs += [
+            (name, final_metrics(read_results(folder / RESULTS_FILE)))
+            for folder, name in zip(args.compare, args.compare_name, strict=True)
+        ]
+        for name, metrics in runs:
+            cells = [f"{mean_over(metrics, m, metrics):.3f}" for m in COMPARED]
+            print(f"| {name} | " + " | ".join(cells) + " |")
 
     print("\nIoU / R-precision per prompt (rows: shapes, columns: colours):\n")
     print("| shape | " + " | ".join(COLOURS) + " | mean IoU |")

@@ -316,8 +316,9 @@ def side_by_side_markdown(datas: Sequence[dict], names: Sequence[str]) -> str:
         c = d["config"]
         lines.append(
             f"- {n}: {c['prior']} prior, {c['steps']} steps, "
-            f"{_count(len(c['prompts']), 'prompt')} × {_count(len(c['seeds']), 'seed')}; "
-            "mean ± sample std, best per column in bold."
+            f"{_count(len(c['prompts']), 'prompt')} × {_count(len(c['seeds']), 'seed')}"
+            + (f", with {' '.join(c['overrides'])}" if c.get("overrides") else "")
+            + "; mean ± sample std, best per column in bold."
         )
     return "\n".join(lines) + "\n"
 
