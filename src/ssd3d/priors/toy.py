@@ -153,8 +153,9 @@ def ddim_timesteps(
     """DDIM timesteps [steps], descending, with diffusers' two spacings.
 
     "leading" (diffusers' default, e.g. 980 .. 0) starts below the last training timestep;
-    "trailing" (Lin et al. 2024, "Common diffusion noise schedules are flawed", e.g. 999 ..
-    19) starts at it, where x_T is closest to the pure noise sampling begins from.
+    "trailing" (e.g. 999 .. 19; Lin et al. 2024, "Common diffusion noise schedules and
+    sample steps are flawed") starts at it, where x_T is closest to the pure noise that
+    sampling begins from.
     """
     if not 1 <= steps <= num_train_timesteps:
         raise SSD3DError(f"sampling 'steps' must lie in [1, {num_train_timesteps}]; got {steps}")
