@@ -256,6 +256,11 @@ def test_resume_guards(dataset_path: Path, tmp_path: Path) -> None:
         train_prior(
             dataset_path, tmp_path, dataclasses.replace(TINY, lr=1e-3), progress=False, resume=True
         )
+    # A checkpoint written before min_snr_gamma existed resumes with it off, not with it on.
+    assert tp._config_changes({"lr": 3e-4}, {"lr": 3e-4, "min_snr_gamma": 0.0}) == []
+    assert tp._config_changes({"lr": 3e-4}, {"lr": 3e-4, "min_snr_gamma": 5.0}) == [
+        "min_snr_gamma (None -> 5.0)"
+    ]
 
 
 def test_train_prior_command(dataset_path: Path, tmp_path: Path) -> None:

@@ -57,6 +57,9 @@ MAX_PRIOR_BYTES = 20 * 2**20
 # Config fields that may change between a run and its resumption (they do not change the
 # trajectory): the final step count, how often to save / log, and the thread count.
 RESUMABLE_CHANGES = frozenset({"steps", "checkpoint_every", "log_every", "threads"})
+# Fields added after checkpoints already existed, with the value that keeps the behaviour
+# those checkpoints were trained with: resuming one that lacks the field is no config change.
+DEFAULTS_OF_NEWER_FIELDS = {"min_snr_gamma": 0.0}
 
 
 @dataclass(frozen=True)
@@ -252,6 +255,8 @@ def _config_changes(saved: dict, current: dict, prefix: str = "") -> list[str]:
         a, b = saved.get(key), current.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
             changed += _config_changes(a, b, f"{prefix}{key}.")
+        elif key not in saved and not prefix and b == DEFAULTS_OF_NEWER_FIELDS.get(key, a):
+            continue  # a field added since the checkpoint was written, at its old behaviour
         elif a != b and key not in RESUMABLE_CHANGES:
             changed.append(f"{prefix}{key} ({a!r} -> {b!r})")
     return changed
