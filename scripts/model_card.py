@@ -48,14 +48,21 @@ def main() -> None:
     print("| field | value |\n|---|---|")
     device = meta.get("device", args.device)
     device_flag = "" if device == "cpu" else f" --device {device}"
+    overrides = "".join(f" {o}" for o in changed_fields(cfg))
+    schedule = cfg.get("lr_schedule", "constant")
+    warmup = cfg.get("warmup_steps", 0)
+    gamma = cfg.get("min_snr_gamma", 0.0)
     rows = {
-        "command": f"`{meta.get('created_by', 'ssd3d toyworld train-prior')} DATASET "
-        f"--steps {meta['steps']}{device_flag}`",
+        "command": f"`{meta.get('created_by', 'ssd3d toyworld train-prior')} DATASET"
+        f"{overrides} --steps {meta['steps']}{device_flag}`",
         "data": f"{meta['dataset_size']} renders of {len(prompts)} prompts at "
         f"{meta['resolution']} px, dataset seed {meta['dataset_seed']} ({args.dataset})",
         "steps": meta["steps"],
         "batch size": cfg["batch_size"],
-        "learning rate": cfg["lr"],
+        "learning rate": f"{cfg['lr']}, {schedule}"
+        + (" (to 0 at the last step)" if schedule == "cosine" else "")
+        + (f", after {warmup} warm-up steps" if warmup else ""),
+        "loss": f"epsilon MSE, Min-SNR weighted (gamma {gamma:g})" if gamma else "epsilon MSE",
         "EMA decay": cfg["ema_decay"],
         "condition dropout": cfg["cond_dropout"],
         "seed": meta["seed"],
@@ -79,6 +86,31 @@ def main() -> None:
         print(f"\nGuided samples (DDIM), one row per prompt:\n\n![samples]({args.grid})")
     if args.judge:
         print_judge(args.judge)
+
+
+def changed_fields(cfg: dict) -> list[str]:
+    """key=value for each training field that differs from today's defaults (steps aside:
+    the command passes --steps; threads and logging do not change the weights)."""
+    from ssd3d.config import to_dict
+    from ssd3d.toyworld.train_prior import RESUMABLE_CHANGES, TrainPriorConfig
+
+    defaults = to_dict(TrainPriorConfig())
+    skip = RESUMABLE_CHANGES | {"unet.vocab_size", "unet.max_length"}
+
+    def walk(saved: dict, default: dict, prefix: str = "") -> list[str]:
+        out = []
+        for key, value in saved.items():
+            name = prefix + key
+            if isinstance(value, dict):
+                out += walk(value, default.get(key, {}), f"{name}.")
+            elif name not in skip and value != default.get(key, value):
+                text = (
+                    json.dumps(value, separators=(",", ":")) if isinstance(value, list) else value
+                )
+                out.append(f"{name}={text}")
+        return out
+
+    return walk(cfg, defaults)
 
 
 def print_eval(record: dict) -> None:

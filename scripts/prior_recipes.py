@@ -14,6 +14,7 @@ RECIPES = {
     "minsnr": "+ Min-SNR weighting (gamma 5)",
     "wide": "base_channels 32 (3.2M parameters)",
     "big": "base_channels 32, Min-SNR 5, batch 128",
+    "cpu-cosine": "Min-SNR 5 + cosine lr decay (200 warm-up steps), on the 2-core CPU (72 min)",
 }
 
 
@@ -34,7 +35,7 @@ def table(root: Path) -> str:
         lines.append(f"| {RECIPES.get(name, name)} | " + " | ".join(row) + " |")
     lines.append(
         "\nPrompts recognised by the judge (majority of 8 guided samples, DDIM 50 steps, "
-        "guidance 2), per DDIM spacing and sampling seed; '-': not reached in the time given."
+        "guidance 2), per DDIM spacing and sampling seed; '-': not trained or not scored at that step."
     )
     return "\n".join(lines)
 

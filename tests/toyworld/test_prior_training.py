@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import runpy
 import signal
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from ssd3d.config import apply_overrides, to_dict
 from ssd3d.errors import SSD3DError
 from ssd3d.toyworld import train_prior as tp
 from ssd3d.toyworld.dataset_format import synthetic_dataset
@@ -137,10 +139,60 @@ def test_ema_warmup_and_update() -> None:
     assert torch.allclose(ema.bias, torch.tensor([0.5]))
 
 
+def test_lr_schedules() -> None:
+    constant = TrainPriorConfig(lr=1e-3, steps=100, warmup_steps=10)
+    assert tp.lr_at(0, constant) == pytest.approx(1e-4)  # warm-up: 1/10 of the way
+    assert tp.lr_at(9, constant) == pytest.approx(1e-3)
+    assert {tp.lr_at(s, constant) for s in range(10, 100)} == {1e-3}
+    cosine = dataclasses.replace(constant, lr_schedule="cosine")
+    after_warmup = [tp.lr_at(s, cosine) for s in range(10, 100)]
+    assert after_warmup[0] == pytest.approx(1e-3)
+    assert tp.lr_at(55, cosine) == pytest.approx(5e-4)  # half way down at the middle
+    assert after_warmup[-1] < 1e-6  # the last step runs at (almost) zero lr
+    assert all(a > b for a, b in zip(after_warmup, after_warmup[1:], strict=False))
+
+
+def test_training_follows_the_schedule(dataset_path: Path, tmp_path: Path) -> None:
+    cfg = dataclasses.replace(TINY, lr_schedule="cosine", warmup_steps=2)
+    seen: list[float] = []
+    real_step = torch.optim.AdamW.step
+
+    def record(opt: torch.optim.AdamW, *args, **kwargs):
+        seen.append(opt.param_groups[0]["lr"])
+        return real_step(opt, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch.optim.AdamW, "step", record)
+        train_prior(dataset_path, tmp_path, cfg, progress=False)
+    assert seen == pytest.approx([tp.lr_at(s, cfg) for s in range(cfg.steps)])
+    assert seen[0] < seen[1] == seen[2] == cfg.lr and seen[-1] < seen[3] < cfg.lr
+    # The model card's command names every field that changes the weights, in a form
+    # train-prior accepts back, and none that does not (steps, threads, logging).
+    script = Path(__file__).parents[2] / "scripts" / "model_card.py"
+    changed_fields = runpy.run_path(str(script))["changed_fields"]
+    saved = json.loads(load_prior_file(tmp_path / tp.PRIOR_FILENAME).metadata["train_config"])
+    fields = changed_fields(saved)
+    assert "lr_schedule=cosine" in fields and "unet.channel_mult=[1,2]" in fields
+    assert not [f for f in fields if f.split("=")[0] in ("steps", "threads", "log_every")]
+    unchanged = ["steps=6", "threads=1", "checkpoint_every=100", "log_every=1"]
+    rebuilt = json.loads(
+        json.dumps(to_dict(apply_overrides(TrainPriorConfig(), fields + unchanged)))
+    )
+    for config in (rebuilt, saved):  # set from the dataset's tokenizer, not from the command
+        del config["unet"]["vocab_size"], config["unet"]["max_length"]
+    assert rebuilt == saved
+    # The schedule ends at `steps`: resuming with another step count would bend it.
+    with pytest.raises(SSD3DError, match=r"changed config: steps \(6 -> 9\)"):
+        train_prior(
+            dataset_path, tmp_path, dataclasses.replace(cfg, steps=9), progress=False, resume=True
+        )
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [
         ({"steps": 0}, "'steps' must be >= 1"),
+        ({"warmup_steps": -1}, "'warmup_steps'"),
         ({"cond_dropout": 1.0}, "'cond_dropout'"),
         ({"min_snr_gamma": -1.0}, "'min_snr_gamma'"),
     ],
@@ -258,6 +310,8 @@ def test_resume_guards(dataset_path: Path, tmp_path: Path) -> None:
         )
     # A checkpoint written before min_snr_gamma existed resumes with it off, not with it on.
     assert tp._config_changes({"lr": 3e-4}, {"lr": 3e-4, "min_snr_gamma": 0.0}) == []
+    older = {"lr": 3e-4, "lr_schedule": "constant", "warmup_steps": 0}
+    assert tp._config_changes({"lr": 3e-4}, older) == []
     assert tp._config_changes({"lr": 3e-4}, {"lr": 3e-4, "min_snr_gamma": 5.0}) == [
         "min_snr_gamma (None -> 5.0)"
     ]

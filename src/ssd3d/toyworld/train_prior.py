@@ -24,9 +24,11 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -55,11 +57,12 @@ CHECKPOINT_FILENAME = "checkpoint.safetensors"
 # The shipped prior must stay small enough to live in the wheel.
 MAX_PRIOR_BYTES = 20 * 2**20
 # Config fields that may change between a run and its resumption (they do not change the
-# trajectory): the final step count, how often to save / log, and the thread count.
+# trajectory): the final step count (under the constant lr schedule only), how often to
+# save / log, and the thread count.
 RESUMABLE_CHANGES = frozenset({"steps", "checkpoint_every", "log_every", "threads"})
 # Fields added after checkpoints already existed, with the value that keeps the behaviour
 # those checkpoints were trained with: resuming one that lacks the field is no config change.
-DEFAULTS_OF_NEWER_FIELDS = {"min_snr_gamma": 0.0}
+DEFAULTS_OF_NEWER_FIELDS = {"min_snr_gamma": 0.0, "lr_schedule": "constant", "warmup_steps": 0}
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,14 @@ class TrainPriorConfig:
     batch_size: int = 64
     # AdamW learning rate (measured.md; also diffusers' unconditional training example).
     lr: float = 3e-4
+    # "constant", or "cosine": linear warm-up over ``warmup_steps``, then half a cosine from
+    # ``lr`` down to 0 at ``steps`` (diffusers' get_cosine_schedule_with_warmup). A constant
+    # lr leaves the weights oscillating (the judge scored one run 91% at 8000 steps and 80%
+    # at 12000), but decay does not make up for steps: Min-SNR 5 with cosine decay over
+    # 4500 steps scored 54-66%, below Min-SNR at a constant lr after 4000 (83-86%).
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    # Steps of linear warm-up from 0 to ``lr`` (both schedules).
+    warmup_steps: int = 0
     # AdamW decoupled weight decay (torch's default).
     weight_decay: float = 0.01
     # Gradient-norm clip (diffusers' training examples, max_grad_norm=1.0).
@@ -118,6 +129,8 @@ class TrainPriorConfig:
                 f"train-prior 'view_prompt_fraction' must lie in [0, 1]; "
                 f"got {self.view_prompt_fraction}"
             )
+        if self.warmup_steps < 0:
+            raise SSD3DError(f"train-prior 'warmup_steps' must be >= 0; got {self.warmup_steps}")
         if self.min_snr_gamma < 0:
             raise SSD3DError(
                 f"train-prior 'min_snr_gamma' must be >= 0 (0 = off); got {self.min_snr_gamma}"
@@ -137,6 +150,16 @@ class TrainPriorResult:
     steps: int  # optimiser steps taken in total (across resumptions)
     losses: list[tuple[int, float]]  # (last step of the window, mean loss over the window)
     wall_time_s: float  # training time in total (across resumptions)
+
+
+def lr_at(step: int, cfg: TrainPriorConfig) -> float:
+    """Learning rate of optimiser step ``step`` (0-based) under ``cfg.lr_schedule``."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    if cfg.lr_schedule == "constant":
+        return cfg.lr
+    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
 def ema_decay_at(step: int, ema_decay: float) -> float:
@@ -251,13 +274,17 @@ def save_checkpoint(
 
 def _config_changes(saved: dict, current: dict, prefix: str = "") -> list[str]:
     changed = []
+    # A decaying schedule ends at ``steps``: changing it bends the lr curve already walked.
+    resumable = RESUMABLE_CHANGES - (
+        {"steps"} if current.get("lr_schedule", "constant") != "constant" else set()
+    )
     for key in sorted(set(saved) | set(current)):
         a, b = saved.get(key), current.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
             changed += _config_changes(a, b, f"{prefix}{key}.")
         elif key not in saved and not prefix and b == DEFAULTS_OF_NEWER_FIELDS.get(key, a):
             continue  # a field added since the checkpoint was written, at its old behaviour
-        elif a != b and key not in RESUMABLE_CHANGES:
+        elif a != b and key not in resumable:
             changed.append(f"{prefix}{key} ({a!r} -> {b!r})")
     return changed
 
@@ -347,6 +374,8 @@ def train_prior(
     bar = tqdm(total=cfg.steps, initial=step, desc="train-prior", unit="step", disable=not progress)
     with torch_threads(cfg.threads), StopRequest().installed() as stop, bar:
         while step < cfg.steps:
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step, cfg)
             idx = torch.randint(n, (batch,), generator=generator)
             t = torch.randint(cfg.schedule.num_train_timesteps, (batch,), generator=generator)
             noise = torch.randn(batch, 3, res, res, generator=generator)
