@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The toy preset's opacity sparsity weight, one prompt per shape (SSD, 600 steps, seed 0):
+#   bash benchmarks/sparsity_sweep.sh [OUT] [WEIGHT ...]       (default: 200 450 600)
+# then prints mean IoU and R-precision per weight over those prompts, with the preset's 300
+# read from bench/vocabulary (benchmarks/toyworld_tables.sh), which ran the same prompts.
+set -euo pipefail
+out=${1:-bench/sparsity-sweep}
+shift || true
+weights=(${@:-200 450 600})
+prompts="a red sphere;a green cube;a blue cylinder;a yellow torus;a purple wedge;a red arrow;a green mug"
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+for w in "${weights[@]}"; do
+  python3 benchmarks/toyworld_bench.py --prior toy --estimators ssd --prompts "$prompts" \
+    --steps 600 --parts "${PARTS:-2}" --out "$out/$w" regularisers.opacity_sparsity="$w"
+done
+python3 - "$prompts" bench/vocabulary "${weights[@]/#/$out/}" <<'PY'
+import json, sys
+from pathlib import Path
+
+prompts = sys.argv[1].split(";")
+for folder in sys.argv[2:]:
+    runs = json.loads((Path(folder) / "results.json").read_text())["runs"]
+    last = {r["prompt"]: r["checkpoints"][-1] for r in runs if r["status"] == "ok"}
+    iou = sum(last[p]["iou"] for p in prompts) / len(prompts)
+    rp = sum(last[p]["r_precision"] for p in prompts) / len(prompts)
+    print(f"{folder}: IoU {iou:.3f}, R-precision {rp:.3f} over {len(prompts)} prompts")
+PY
