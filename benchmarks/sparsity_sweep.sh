@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The toy preset's opacity sparsity weight, one prompt per shape (SSD, 600 steps, seed 0):
 #   bash benchmarks/sparsity_sweep.sh [OUT] [WEIGHT ...]       (default: 200 450 600)
-# then prints mean IoU and R-precision per weight over those prompts, with the preset's 300
-# read from bench/vocabulary (benchmarks/toyworld_tables.sh), which ran the same prompts.
+# then prints mean IoU and R-precision per weight over those prompts, with 300 read from
+# bench/vocabulary-24 (benchmarks/toyworld_tables.sh), which ran the same prompts. Made on
+# the 24^3 grid the preset used before grid growth.
 set -euo pipefail
 out=${1:-bench/sparsity-sweep}
 shift || true
@@ -11,9 +12,10 @@ prompts="a red sphere;a green cube;a blue cylinder;a yellow torus;a purple wedge
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 for w in "${weights[@]}"; do
   python3 benchmarks/toyworld_bench.py --prior toy --estimators ssd --prompts "$prompts" \
-    --steps 600 --parts "${PARTS:-2}" --out "$out/$w" regularisers.opacity_sparsity="$w"
+    --steps 600 --parts "${PARTS:-2}" --out "$out/$w" regularisers.opacity_sparsity="$w" \
+    "growth.steps=[]" "growth.resolutions=[]" optim.lr_density=0.05
 done
-python3 - "$prompts" bench/vocabulary "${weights[@]/#/$out/}" <<'PY'
+python3 - "$prompts" bench/vocabulary-24 "${weights[@]/#/$out/}" <<'PY'
 import json, sys
 from pathlib import Path
 
