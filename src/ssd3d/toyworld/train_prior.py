@@ -274,7 +274,7 @@ def save_checkpoint(
 
 def _config_changes(saved: dict, current: dict, prefix: str = "") -> list[str]:
     changed = []
-    # A decaying schedule ends at ``steps``: changing it bends the lr curve already walked.
+    # A decaying schedule is laid out up to ``steps``: another count gives another curve.
     resumable = RESUMABLE_CHANGES - (
         {"steps"} if current.get("lr_schedule", "constant") != "constant" else set()
     )
