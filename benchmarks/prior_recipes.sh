@@ -41,8 +41,10 @@ run() {  # NAME [key=value ...]: train NAME's stages in turn until the deadline
   done
 }
 
-run base &                                              # the shipped recipe
-run minsnr min_snr_gamma=5 &                            # Min-SNR loss weighting
-run wide unet.base_channels=32 &                        # 3.2M parameters instead of 1.8M
-run big unet.base_channels=32 min_snr_gamma=5 batch_size=128 &
+# Variants of the defaults of then (today's shipped recipe: benchmarks/prior_cpu_hour.sh).
+then=(lr=3e-4 warmup_steps=0)
+run base "${then[@]}" min_snr_gamma=0 &                 # the previous (GPU) prior's recipe
+run minsnr "${then[@]}" min_snr_gamma=5 &               # Min-SNR loss weighting
+run wide "${then[@]}" min_snr_gamma=0 unet.base_channels=32 &   # 3.2M parameters, not 1.8M
+run big "${then[@]}" unet.base_channels=32 min_snr_gamma=5 batch_size=128 &
 wait

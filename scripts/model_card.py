@@ -79,7 +79,8 @@ def main() -> None:
 
         print(
             "\n## How the recipe was chosen\n\n`bash benchmarks/prior_recipes.sh` trained "
-            "variants side by side and scored each stage with `eval-prior`:\n"
+            "variants side by side on a GPU, `bash benchmarks/prior_cpu_hour.sh` trains the "
+            "recipe on a CPU, and both score each stage with `eval-prior`:\n"
         )
         print(table(Path(args.recipes)))
     if args.grid:

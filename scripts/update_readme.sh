@@ -2,8 +2,8 @@
 # Regenerate every figure and table in README.md from the commands that produce them.
 #   bash scripts/update_readme.sh [sim] [generate] [bench] [tables] [smoothing] [sd] [batch]
 #                                 [screenshots]                      (default: all)
-# (tables reads bench/{toy,exact-seeds,exact-smoothed,vocabulary,vocabulary-24,vocabulary-no-sparsity}, made by
-# benchmarks/toyworld_tables.sh; sd only tabulates benchmarks/results/sd_*.json: run
+# (tables reads bench/{toy,exact-seeds,exact-smoothed,vocabulary} and bench/gpu-prior/vocabulary*,
+# made by GPU_PRIOR=1 bash benchmarks/toyworld_tables.sh; sd only tabulates benchmarks/results/sd_*.json: run
 # benchmarks/sd_gpu.sh on a GPU first)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,9 +32,11 @@ for part in "${parts[@]}"; do
       python scripts/bench_readme.py bench/exact-seeds bench/exact-smoothed \
         --names exact,exact-smoothed | python scripts/readme_section.py bench-smoothing
       python scripts/vocabulary_readme.py bench/vocabulary \
-        --compare bench/vocabulary-24 --compare-name "24³ grid throughout, lr_density 0.05" \
-        --compare bench/vocabulary-no-sparsity \
-        --compare-name "24³ throughout, without opacity sparsity (regularisers.opacity_sparsity=0)" \
+        --compare bench/gpu-prior/vocabulary --compare-name "GPU prior: the same preset" \
+        --compare bench/gpu-prior/vocabulary-24 \
+        --compare-name "GPU prior: 24³ grid throughout, lr_density 0.05" \
+        --compare bench/gpu-prior/vocabulary-no-sparsity \
+        --compare-name "GPU prior: 24³ throughout, no opacity sparsity (regularisers.opacity_sparsity=0)" \
         | python scripts/readme_section.py vocabulary
       ;;
     smoothing)
