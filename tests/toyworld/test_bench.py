@@ -3,6 +3,7 @@ and the scorer on the ground truth itself (a known answer: a perfect score)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 
@@ -11,6 +12,7 @@ import pytest
 
 from ssd3d.errors import SSD3DError
 from ssd3d.priors.exact import UNCONDITIONAL, ExactPrior
+from ssd3d.priors.toy import shipped_prior_path
 from ssd3d.scene import RenderConfig, SolidBackground
 from ssd3d.scene.scene import RadianceScene
 from ssd3d.toyworld.bench import (
@@ -19,7 +21,9 @@ from ssd3d.toyworld.bench import (
     Scorer,
     bench_config,
     derive_label,
+    merge_results,
     parse_estimators,
+    prior_weights,
     run_bench,
 )
 from ssd3d.toyworld.bench_report import Summary, aggregate, markdown_table
@@ -132,6 +136,39 @@ def test_bench_refuses_to_continue_with_other_settings(tmp_path, tiny_prior):
     (out / "notes.txt").write_text("someone else's folder")
     with pytest.raises(SSD3DError, match="not empty"):
         run_bench(quick(), out, prior=tiny_prior, judge=None, progress=False, echo=print)
+
+
+def test_bench_refuses_to_continue_with_other_prior_weights(tmp_path, tiny_prior):
+    # The prior's file replaced in place (a new shipped prior): same name, other numbers.
+    weights = tmp_path / "data.safetensors"
+    weights.write_bytes(b"first")
+    cfg = bench_config(
+        quick=True,
+        estimators="sds",
+        prompts=PROMPTS[1:],
+        steps=2,
+        model=str(weights),
+        overrides=TINY,
+        eval_config=TINY_EVAL,
+    )
+    out = tmp_path / "b"
+    run_bench(cfg, out, prior=tiny_prior, judge=None, progress=False, echo=lambda s: None)
+    made = json.loads((out / "results.json").read_text())["prior_info"]["weights"]
+    assert made == hashlib.sha256(b"first").hexdigest()[:12]
+    weights.write_bytes(b"second")
+    with pytest.raises(SSD3DError, match="other exact weights"):
+        run_bench(cfg, out, prior=tiny_prior, judge=None, progress=False, echo=lambda s: None)
+    part = json.loads((out / "results.json").read_text())
+    other = {**part, "prior_info": {**part["prior_info"], "weights": "0" * 12}}
+    with pytest.raises(SSD3DError, match="other prior weights"):
+        merge_results([part, other])
+
+
+def test_prior_weights_name_the_toy_file_and_nothing_without_one(tmp_path):
+    shipped = hashlib.sha256(shipped_prior_path().read_bytes()).hexdigest()[:12]
+    assert prior_weights("toy", None) == shipped
+    assert prior_weights("exact", None) is None  # named by its settings, in the overrides
+    assert prior_weights("stable-diffusion", "some/model") is None
 
 
 def _hand_made_results() -> dict:

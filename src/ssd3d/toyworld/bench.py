@@ -478,6 +478,24 @@ def new_bench_dir(root: Path = Path("bench"), name: str | None = None) -> Path:
     raise SSD3DError(f"too many benchmark folders named {base} in {root}")
 
 
+def prior_weights(prior: str, model: str | None) -> str | None:
+    """sha256 (first 12 hex digits) of the file the prior's numbers come from: the toy
+    prior's weights, or the exact prior's dataset when given as a file. None where there is
+    no one file (the exact prior's cached dataset is named by its settings, Stable
+    Diffusion by ``model``). A shipped prior replaced in place then cannot extend old runs."""
+    if prior == "toy":
+        from ssd3d.priors.toy import shipped_prior_path
+
+        path = Path(model) if model else shipped_prior_path()
+    elif prior == "exact" and model:
+        path = Path(model)
+    else:
+        return None
+    if not path.is_file():
+        return None  # loading the prior says what is missing
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+
+
 def open_results(out_dir: Path, cfg: BenchConfig) -> dict:
     """The results of ``out_dir`` to continue (checked compatible with ``cfg``), or new ones.
 
@@ -495,6 +513,13 @@ def open_results(out_dir: Path, cfg: BenchConfig) -> dict:
                     f"{path} was made with {key} = {old.get(key)!r}, not {new!r}: "
                     "continue it with the same settings or use another --out"
                 )
+        made_with = data.get("prior_info", {}).get("weights")  # absent in older files
+        weights = prior_weights(cfg.prior, cfg.model)
+        if made_with is not None and made_with != weights:
+            raise SSD3DError(
+                f"{path} was made with other {cfg.prior} weights (sha256 {made_with}, now "
+                f"{weights}): continue it with those or use another --out"
+            )
         data["config"] = cfg.to_json()
         return data
     if out_dir.exists() and any(out_dir.iterdir()):
@@ -523,6 +548,9 @@ def merge_results(datas: Sequence[dict]) -> dict:
         for key in ("prior", "model", "overrides", "eval"):
             if data["config"].get(key) != base["config"].get(key):
                 raise SSD3DError(f"the parts differ in {key}: cannot merge them")
+        weights = data.get("prior_info", {}).get("weights")
+        if weights != base.get("prior_info", {}).get("weights"):
+            raise SSD3DError("the parts were made with other prior weights: cannot merge them")
         for run in data["runs"]:
             if run_key(run) not in seen:
                 seen.add(run_key(run))
@@ -792,7 +820,11 @@ def run_bench(
     if threads is not None and threads < 1:
         raise SSD3DError(f"--threads must be >= 1; got {threads}")
     data["judge"] = {"available": judge is not None, "note": judge_note}
-    data["prior_info"] = {"name": cfg.prior, "model": cfg.model or "default"}
+    data["prior_info"] = {
+        "name": cfg.prior,
+        "model": cfg.model or "default",
+        "weights": prior_weights(cfg.prior, cfg.model),
+    }
     data["machine"] = {
         "platform": platform.platform(),
         "torch": torch.__version__,
