@@ -77,7 +77,7 @@ class TrainPriorConfig:
     # Images per step (measured.md).
     batch_size: int = 64
     # AdamW learning rate: twice measured.md's 3e-4, after a warm-up. An hour of CPU needs
-    # fast progress, and less lr cost recognition (Min-SNR with a cosine decay over 4500 steps:
+    # fast progress, and a decaying lr cost recognition (Min-SNR, cosine decay over 4500 steps:
     # 54-66%, against 83-86% at a constant 3e-4 after 4000). 6e-4 gave 91% after 4000; that
     # gap to 3e-4 is within the seed-to-seed noise of eval-prior (up to 12 points).
     lr: float = 6e-4
