@@ -9,6 +9,7 @@
 # on which the toy preset was tuned: its estimator table (toy), the vocabulary with the
 # preset (vocabulary), on a 24^3 grid throughout (vocabulary-24: the preset before grid
 # growth) and that also without opacity sparsity (vocabulary-no-sparsity).
+# The committed bench/gpu-prior folders predate --model: remake them into another OUT.
 # PARTS processes per table (default 4). Each folder continues where it stopped when the
 # command runs again. Then: bash scripts/update_readme.sh tables.
 set -euo pipefail
