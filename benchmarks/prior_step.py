@@ -16,8 +16,8 @@ from pathlib import Path
 
 import torch
 
+from ssd3d.models.train_prior import TrainPriorConfig, train_prior
 from ssd3d.toyworld.dataset_format import synthetic_dataset
-from ssd3d.toyworld.train_prior import TrainPriorConfig, train_prior
 
 
 def main() -> None:

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import torch
 
+from ssd3d.generation import generate
 from ssd3d.pipeline.config import DEFAULT_PRIOR, resolve_config
-from ssd3d.pipeline.run import generate, prepare
+from ssd3d.pipeline.run import prepare
 
 PROMPT = "a red cube"
 

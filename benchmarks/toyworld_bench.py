@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from ssd3d.toyworld.bench import (
+from ssd3d.bench import (
     DEFAULT_ESTIMATORS,
     DEFAULT_PROMPTS,
     RESULTS_FILE,

@@ -12,9 +12,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from ssd3d.bench import RESULTS_FILE, read_results
+from ssd3d.bench.tables import markdown_table, side_by_side_markdown
 from ssd3d.errors import SSD3DError
-from ssd3d.toyworld.bench import RESULTS_FILE, read_results
-from ssd3d.toyworld.bench_report import markdown_table, side_by_side_markdown
 
 
 def main(argv: list[str] | None = None) -> int:

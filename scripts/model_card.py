@@ -1,10 +1,10 @@
 """Write the shipped toy prior's model card from the weights file's own metadata.
 
     ssd3d toyworld eval-prior --out prior_eval.json
-    python scripts/model_card.py src/ssd3d/toyworld/assets/toy_prior.safetensors \
+    python scripts/model_card.py src/ssd3d/models/assets/toy_prior.safetensors \
         --grid toy_prior_samples.png --eval prior_eval.json \
-        --judge src/ssd3d/toyworld/assets/judge.safetensors \
-        > src/ssd3d/toyworld/assets/MODEL_CARD.md
+        --judge src/ssd3d/models/assets/judge.safetensors \
+        > src/ssd3d/models/assets/MODEL_CARD.md
 
 Every number in the card is read from the files (the weights' metadata, written by ``ssd3d
 toyworld train-prior`` / ``train-classifier``, and ``ssd3d toyworld eval-prior``'s JSON).
@@ -93,7 +93,7 @@ def changed_fields(cfg: dict) -> list[str]:
     """key=value for each training field that differs from today's defaults (steps aside:
     the command passes --steps; threads and logging do not change the weights)."""
     from ssd3d.config import to_dict
-    from ssd3d.toyworld.train_prior import RESUMABLE_CHANGES, TrainPriorConfig
+    from ssd3d.models.train_prior import RESUMABLE_CHANGES, TrainPriorConfig
 
     defaults = to_dict(TrainPriorConfig())
     skip = RESUMABLE_CHANGES | {"unet.vocab_size", "unet.max_length"}

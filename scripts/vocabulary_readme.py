@@ -16,7 +16,7 @@ import math
 from pathlib import Path
 from statistics import fmean
 
-from ssd3d.toyworld.bench import RESULTS_FILE, read_results
+from ssd3d.bench import RESULTS_FILE, read_results
 from ssd3d.toyworld.vocabulary import COLOURS, SHAPES, parse_prompt
 
 GOALS = {"iou": 0.6, "r_precision": 0.9}

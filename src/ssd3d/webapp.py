@@ -1,8 +1,8 @@
 """``ssd3d app``: the text-to-3D pipeline in the browser (Gradio, the ``app`` extra).
 
 A run of the app is a run of ``ssd3d generate``: the same config resolution (preset, fields,
-``key=value`` overrides), the same loop (``pipeline.run.run_steps``), the same run folder
-with its exports and report.html. While it runs, the page shows a progress bar and orbit
+``key=value`` overrides), the same sequence (``ssd3d.generation.Generation``), the same run
+folder with its exports and report.html. While it runs, the page shows a progress bar and orbit
 views of the scene as it is; one run at a time (a queue), and a cancel button.
 """
 
@@ -46,11 +46,12 @@ def estimator_defaults(name: str) -> str:
 
 
 @functools.lru_cache(maxsize=2)
-def _load_prior(name: str, model: str | None, device: str, resolution: int, encode: int | None):
-    """Priors are loaded once and kept: the next run with the same prior starts at once."""
-    from ssd3d.priors.load import load_prior
+def _load_prior(spec):
+    """Priors are loaded once per spec and kept: the next run with the same prior starts at
+    once (the spec is a frozen dataclass of everything the prior loads)."""
+    from ssd3d.pipeline.priors import load_prior
 
-    return load_prior(name, model, device, resolution, encode)
+    return load_prior(spec)
 
 
 def _config(prompt, prior, estimator, params, steps, seed, model, overrides):
@@ -79,44 +80,37 @@ def distil(
     """
     import gradio as gr
 
-    from ssd3d.export import contact_sheet
-    from ssd3d.pipeline.outputs import render_orbit, write_config
-    from ssd3d.pipeline.run import finish, new_run_dir, prepare, run_steps
-
-    def preview(run):
-        rgb, normal = render_orbit(run.scene, PREVIEW_VIEWS, PREVIEW_RESOLUTION)
-        return contact_sheet(rgb, normal, normals_signed=False)
+    from ssd3d.generation import Generation
+    from ssd3d.pipeline.outputs import orbit_sheet
 
     try:
         cfg = _config(prompt, prior, estimator, params, steps, seed, model, overrides)
+        cfg.validate()  # a bad estimator or override is said before the prior loads
         yield gr.skip(), f"loading the {cfg.prior} prior…", None, None, None
-        loaded = _load_prior(
-            cfg.prior, cfg.model, cfg.device, cfg.camera.height, cfg.encode_resolution
-        )
-        run = prepare(cfg, loaded)  # an unknown prompt fails here
-        run_dir = new_run_dir(out_root, cfg.prompt)
-        write_config(run_dir, cfg)
-        start = next_preview = time.perf_counter()
-        for record in run_steps(run, run_dir):
+        loaded = _load_prior(cfg.prior_spec())
+        gen = Generation.new(cfg, out_root, prior=loaded)  # an unknown prompt fails here
+        run, run_dir = gen.run, gen.run_dir.path
+        next_preview = time.perf_counter()
+        for record in gen.steps():
             progress((run.step, cfg.steps), desc="distilling", unit="steps")
             now = time.perf_counter()
             if now >= next_preview or run.step == cfg.steps:
-                views = preview(run)
+                views = orbit_sheet(run.scene, PREVIEW_VIEWS, PREVIEW_RESOLUTION)
                 cost = time.perf_counter() - now
                 next_preview = now + max(PREVIEW_SECONDS, (1 + PREVIEW_SPACING) * cost)
                 status = f"step {run.step} / {cfg.steps} · loss {record.loss:.3g} · t {record.t}"
                 yield views, status, gr.skip(), gr.skip(), gr.skip()
-        run.save(run_dir)
+        run.save(gen.run_dir)
         progress(1.0, desc="exporting mesh, video and report")
-        summary = finish(run_dir, time.perf_counter() - start)
+        summary = gen.finish()
     except SSD3DError as e:
         raise gr.Error(str(e), print_exception=False) from None
-    files = [
-        str(run_dir / summary["files"][k]) for k in ("glb", "obj", "mp4") if k in summary["files"]
-    ]
-    done = f"done in {summary['train_seconds']:.1f} s: {run_dir} (report: {run_dir}/report.html)"
+    exported = {k: str(run_dir / name) for k, name in summary["files"].items()}
+    files = [exported[k] for k in ("glb", "obj", "mp4") if k in exported]
+    report = gen.run_dir.report_path
+    done = f"done in {summary['train_seconds']:.1f} s: {run_dir} (report: {report})"
     # Every output again: an API client sees the last yield only.
-    yield views, done, str(run_dir / "mesh.glb"), str(run_dir / "turntable.mp4"), files
+    yield views, done, exported.get("glb"), exported.get("mp4"), files
 
 
 def build_app(out_root: Path = DEFAULT_OUT):
@@ -124,7 +118,7 @@ def build_app(out_root: Path = DEFAULT_OUT):
     gr = require_gradio()
     from ssd3d.estimators import ESTIMATORS
     from ssd3d.pipeline.config import DEFAULT_PRIOR
-    from ssd3d.priors.load import PRIOR_NAMES
+    from ssd3d.pipeline.priors import PRIOR_NAMES
 
     out_root = Path(out_root)
 

@@ -138,7 +138,7 @@ def starts(run_dir) -> int:
 
 
 def test_interrupted_batch_resumes_without_redoing_complete_jobs(tmp_path, dataset_file):
-    from ssd3d.priors.load import load_prior
+    from ssd3d.pipeline.priors import ExactPriorSpec, load_prior
 
     jobs = write_jobs(tmp_path / "jobs.jsonl", JOBS)
     kw = {"prior": "exact", "model": str(dataset_file), "overrides": SMALL}
@@ -149,7 +149,7 @@ def test_interrupted_batch_resumes_without_redoing_complete_jobs(tmp_path, datas
 
     # Ctrl-C in the 4th step of the third job (one prior call a step, 6 steps a job).
     out = tmp_path / "b"
-    prior = CtrlCPrior(load_prior("exact", str(dataset_file), "cpu", 16), at=2 * 6 + 4)
+    prior = CtrlCPrior(load_prior(ExactPriorSpec(str(dataset_file), 16)), at=2 * 6 + 4)
     with pytest.raises(SSD3DError, match="interrupted: 2 of 4 jobs complete"):
         run_batch(jobs, out, context=WorkerContext(prior), **kw)
     assert [r["id"] for r in results(out)] == [j.id for j in straight.jobs[:2]]

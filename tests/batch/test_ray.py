@@ -157,7 +157,7 @@ def test_a_killed_worker_is_retried_and_every_job_completes_once(local_ray, tmp_
 
 
 def test_bench_grid_on_ray_gives_the_same_results(local_ray, tmp_path):
-    from ssd3d.toyworld.bench import EvalConfig, bench_config, run_bench
+    from ssd3d.bench import EvalConfig, bench_config, run_bench
     from ssd3d.toyworld.render_dataset import DatasetConfig, render_dataset
 
     data = render_dataset(DatasetConfig(views_per_prompt=8, resolution=16), ["a red cube"], False)

@@ -10,8 +10,9 @@ import trimesh
 from safetensors.torch import load_file
 
 from ssd3d.errors import SSD3DError
+from ssd3d.generation import generate, resume
 from ssd3d.pipeline.loop import NonFiniteGradient
-from ssd3d.pipeline.run import generate, resume, slugify
+from ssd3d.pipeline.run_dir import slugify
 
 
 def scene_tensors(run_dir: Path) -> dict:
@@ -63,7 +64,7 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, tiny_prior, 
 
 
 def test_resume_with_grid_growth(tmp_path, tiny_prior, tiny_config):
-    from ssd3d.pipeline.config import GrowthConfig
+    from ssd3d.scene import GrowthConfig
 
     cfg = dataclasses.replace(tiny_config, growth=GrowthConfig(steps=(2, 4), resolutions=(10, 12)))
     straight = generate(cfg, tmp_path / "a", prior=tiny_prior, progress=False)
@@ -155,7 +156,7 @@ class CtrlCPrior(NaNPrior):
 def test_ctrl_c_finishes_the_step_then_resumes_bit_for_bit(tmp_path, tiny_prior, tiny_config):
     import signal
 
-    from ssd3d.pipeline.run import RunInterrupted
+    from ssd3d.generation import RunInterrupted
 
     handler_before = signal.getsignal(signal.SIGINT)
     straight = generate(tiny_config, tmp_path / "a", prior=tiny_prior, progress=False)

@@ -10,15 +10,17 @@ import torch
 from torch import Tensor
 
 from ssd3d.errors import SSD3DError
-from ssd3d.priors import DiffusionPrior, make_alphas_cumprod, toy
-from ssd3d.priors.toy import ToyPrior, ddim_step, ddim_timesteps, sample, sample_grid
-from ssd3d.toyworld.model import (
+from ssd3d.models import unet as unet_module
+from ssd3d.models.unet import (
     NoiseSchedule,
     PromptTokenizer,
     ToyUNet,
     UNetConfig,
+    load_toy_prior,
     save_prior_file,
 )
+from ssd3d.priors import DiffusionPrior, make_alphas_cumprod
+from ssd3d.priors.toy import ToyPrior, ddim_step, ddim_timesteps, sample, sample_grid
 
 PROMPTS = ["a red square", "a blue disc"]
 VIEWS = ["front", "side", "back", "overhead"]
@@ -52,7 +54,7 @@ def saved(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ToyUNet]:
 
 @pytest.fixture(scope="module")
 def prior(saved: tuple[Path, ToyUNet]) -> ToyPrior:
-    return ToyPrior.load(saved[0])
+    return load_toy_prior(saved[0])
 
 
 def test_is_a_diffusion_prior(prior: ToyPrior) -> None:
@@ -116,9 +118,11 @@ def test_predict_noise_is_the_saved_unet_without_grad(
 def test_missing_shipped_weights_say_how_to_train(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(toy, "shipped_prior_path", lambda: tmp_path / "toy_prior.safetensors")
+    monkeypatch.setattr(
+        unet_module, "shipped_prior_path", lambda: tmp_path / "toy_prior.safetensors"
+    )
     with pytest.raises(SSD3DError, match="ssd3d toyworld train-prior"):
-        ToyPrior.load()
+        load_toy_prior()
 
 
 def test_other_files_are_refused(tmp_path: Path) -> None:
@@ -126,7 +130,7 @@ def test_other_files_are_refused(tmp_path: Path) -> None:
 
     path = synthetic_dataset(2, RES).save(tmp_path / "dataset.safetensors")
     with pytest.raises(SSD3DError, match="not an ssd3d toy prior"):
-        ToyPrior.load(path)
+        load_toy_prior(path)
 
 
 # --- sampling ------------------------------------------------------------------------------

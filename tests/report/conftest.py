@@ -8,9 +8,9 @@ from contextlib import contextmanager
 import pytest
 import torch
 
+from ssd3d.bench import EvalConfig, bench_config
 from ssd3d.pipeline.config import resolve_config
 from ssd3d.priors.exact import ExactPrior
-from ssd3d.toyworld.bench import EvalConfig, bench_config
 from ssd3d.toyworld.render_dataset import DatasetConfig, render_dataset
 
 RES = 16
@@ -61,7 +61,7 @@ def toy_prior(toy_dataset_file):
 @pytest.fixture(scope="session")
 def run_folder(tmp_path_factory, toy_prior):
     """A finished 30-step run of "a red cube": every export and its report.html."""
-    from ssd3d.pipeline.run import generate
+    from ssd3d.generation import generate
 
     fields = {"prompt": PROMPTS[0], "estimator": "ssd tau=600", "steps": 30}
     cfg = resolve_config("exact", fields, [*TINY, "checkpoint_every=10"])
@@ -72,7 +72,7 @@ def run_folder(tmp_path_factory, toy_prior):
 @pytest.fixture(scope="session")
 def bench_folder(tmp_path_factory, toy_prior):
     """The quick benchmark's estimators on both prompts, 4 steps each, scored coarsely."""
-    from ssd3d.toyworld.bench import run_bench
+    from ssd3d.bench import run_bench
 
     cfg = bench_config(
         quick=True,

@@ -9,8 +9,8 @@ from html.parser import HTMLParser
 
 import imageio.v3 as iio
 
+from ssd3d.bench import QUICK_ESTIMATORS, derive_label
 from ssd3d.report.page import MODEL_VIEWER_JS, REPORT_FILE
-from ssd3d.toyworld.bench import QUICK_ESTIMATORS, derive_label
 
 from .conftest import PROMPTS
 
@@ -64,8 +64,8 @@ def test_run_report_shows_the_run(run_folder):
 
 
 def test_unfinished_run_gets_a_report_of_its_log(tmp_path, toy_prior):
+    from ssd3d.generation import generate
     from ssd3d.pipeline.config import resolve_config
-    from ssd3d.pipeline.run import generate
     from ssd3d.report.run_page import write_run_report
 
     from .conftest import TINY

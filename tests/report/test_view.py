@@ -32,8 +32,8 @@ def test_view_serves_the_report(kind, run_folder, bench_folder):
 def test_view_writes_a_missing_report_and_refuses_other_folders(tmp_path, bench_folder):
     import shutil
 
+    from ssd3d.commands.view import ensure_report
     from ssd3d.errors import SSD3DError
-    from ssd3d.report.serve import ensure_report
 
     copy = tmp_path / "bench"
     shutil.copytree(bench_folder, copy)

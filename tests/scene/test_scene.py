@@ -40,11 +40,11 @@ def test_image_scene_converges_to_a_target_under_plain_l2_gradient_descent():
 
 def test_image_scene_init_and_validation():
     init = torch.rand(3, 4, 5)
-    scene = ImageScene(4, 5, init=init)
+    scene = ImageScene(4, 5, init=init, lr=0.3)
     torch.testing.assert_close(scene.image()[0], init.clamp(1e-3, 1 - 1e-3))
     with pytest.raises(SSD3DError, match="init image"):
         ImageScene(4, 4, init=torch.rand(3, 5, 5))
-    groups = scene.param_groups(lr_albedo=0.3)
+    groups = scene.param_groups()
     assert [(gr["name"], gr["lr"]) for gr in groups] == [("pixels", 0.3)]
 
 
@@ -53,8 +53,9 @@ def test_radiance_scene_param_groups_drive_adam():
         VoxelGridField(VoxelGridConfig(resolution=8)),
         SphericalHarmonicsBackground(),
         RenderConfig(num_samples=16),
+        lr={"density": 0.1, "albedo": 0.2, "background": 0.3},
     )
-    groups = scene.param_groups(lr_density=0.1, lr_albedo=0.2, lr_background=0.3)
+    groups = scene.param_groups()
     names = [(gr["name"], gr["lr"]) for gr in groups]
     assert names == [("density", 0.1), ("albedo", 0.2), ("background", 0.3)]
     assert groups[0]["params"][0] is scene.field.density_raw

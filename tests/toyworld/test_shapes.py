@@ -6,14 +6,13 @@ import torch
 from ssd3d.errors import SSD3DError
 from ssd3d.toyworld import shapes
 from ssd3d.toyworld.shapes import (
-    DENSITY_SCALE,
     SHAPES,
-    GroundTruthField,
     rotate_yaw,
     sdf,
     sdf_normals,
     sdf_polygon,
 )
+from ssd3d.toyworld.truth import DENSITY_SCALE, GroundTruthField
 from ssd3d.toyworld.vocabulary import COLOURS
 
 # Hand-picked points per shape (world frame, +z up): inside, then outside. The pairs marked

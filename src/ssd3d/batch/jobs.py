@@ -45,6 +45,7 @@ from ssd3d.batch.runner import (
 from ssd3d.config import to_dict
 from ssd3d.errors import SSD3DError
 from ssd3d.pipeline.config import DEFAULT_PRIOR, GenerateConfig, resolve_config
+from ssd3d.pipeline.run_dir import RunDir, slugify
 
 RESULTS_FILE = "results.jsonl"
 FAILURES_FILE = "failures.jsonl"
@@ -147,30 +148,6 @@ def _log(run_dir: Path, message: str) -> None:
         f.write(f"{stamp} {message}\n")
 
 
-def scene_digest(run_dir: Path) -> str:
-    """SHA-256 of the final scene's tensors (names and bytes, by name): equal digests,
-    bit-for-bit equal results."""
-    from safetensors.torch import load_file
-
-    from ssd3d.pipeline.checkpoint import SCENE_FILE
-    from ssd3d.pipeline.loop import CHECKPOINT_DIR
-
-    digest = hashlib.sha256()
-    tensors = load_file(str(run_dir / CHECKPOINT_DIR / SCENE_FILE))
-    for name in sorted(tensors):
-        digest.update(name.encode())
-        digest.update(tensors[name].contiguous().numpy().tobytes())
-    return digest.hexdigest()
-
-
-def checkpoint_state(run_dir: Path) -> Path:
-    """The checkpoint's state file: present once a run can be resumed."""
-    from ssd3d.pipeline.checkpoint import STATE_FILE
-    from ssd3d.pipeline.loop import CHECKPOINT_DIR
-
-    return Path(run_dir) / CHECKPOINT_DIR / STATE_FILE
-
-
 def read_record(run_dir: Path) -> dict | None:
     """The record of a complete run folder, None if it has none (or an unreadable one)."""
     try:
@@ -194,8 +171,6 @@ class GenerateJob:
 
     @property
     def name(self) -> str:
-        from ssd3d.pipeline.run import slugify
-
         return f"{slugify(self.cfg.prompt, 40)}-{self.id}"
 
     @property
@@ -216,7 +191,7 @@ class GenerateJob:
 
     def run(self, context) -> dict:
         """Train (or resume) in the partial folder, export, then rename it: complete."""
-        from ssd3d.pipeline.run import SUMMARY_FILE, RunInterrupted, generate, resume
+        from ssd3d.generation import RunInterrupted, generate, resume
 
         record = read_record(self.final_dir)
         if record is not None:  # completed by an attempt whose result did not reach us
@@ -224,15 +199,16 @@ class GenerateJob:
         start = time.perf_counter()
         work = self.partial_dir
         work.mkdir(parents=True, exist_ok=True)
+        run_dir = RunDir(work)
         _log(work, f"start: {self.cfg.prompt!r} on {socket.gethostname()}, pid {os.getpid()}")
-        state = checkpoint_state(work)
+        checkpoint_step = run_dir.checkpoint_step() if run_dir.is_run() else None
         resumed_from = 0
         try:
             prior = context.prior(self.cfg)
-            if (work / SUMMARY_FILE).is_file():
-                _log(work, "already trained and exported by an earlier attempt")
-            elif state.is_file():
-                resumed_from = int(json.loads(state.read_text())["step"])
+            if run_dir.is_complete():
+                _log(work, "already trained, exported and reported by an earlier attempt")
+            elif checkpoint_step is not None:
+                resumed_from = checkpoint_step
                 _log(work, f"resuming from the checkpoint at step {resumed_from}")
                 resume(work, prior=prior, progress=False)
             else:
@@ -251,7 +227,7 @@ class GenerateJob:
         except Exception as e:
             _log(work, f"failed: {e}\n{traceback.format_exc()}")
             raise
-        summary = json.loads((work / SUMMARY_FILE).read_text())
+        summary = run_dir.read_summary() or {}
         record = {
             "id": self.id,
             "run_dir": self.name,
@@ -261,8 +237,8 @@ class GenerateJob:
             "seed": self.cfg.seed,
             "steps": self.cfg.steps,
             "status": "ok",
-            "scene_sha256": scene_digest(work),
-            "train_seconds": summary["train_seconds"],
+            "scene_sha256": run_dir.scene_digest(),
+            "train_seconds": summary.get("train_seconds"),
             "wall_seconds": round(time.perf_counter() - start, 3),
             "resumed_from_step": resumed_from,
             "host": socket.gethostname(),
@@ -396,7 +372,7 @@ def run_batch(
             complete[job.id] = record
     skipped = [j for j in jobs if j.id in complete]
     todo = [j for j in jobs if j.id not in complete]
-    resuming = sum(1 for j in todo if checkpoint_state(j.partial_dir).is_file())
+    resuming = sum(1 for j in todo if RunDir(j.partial_dir).checkpoint_step() is not None)
     where = "one after another here" if ray is None else f"on Ray ({ray})"
     echo(
         f"{plural(len(jobs), 'job')} in {job_file}: {len(skipped)} complete, {len(todo)} to run "
@@ -452,5 +428,4 @@ __all__ = [
     "read_job_file",
     "read_results",
     "run_batch",
-    "scene_digest",
 ]

@@ -111,11 +111,10 @@ class WorkerContext:
         """The prior of a GenerateConfig, loaded once per process."""
         if self._prior is not None:
             return self._prior
-        from ssd3d.pipeline.run import prior_args
-        from ssd3d.priors.load import load_prior
+        from ssd3d.pipeline.priors import load_prior
 
-        args = prior_args(cfg)
-        return self.memo(("prior", *args), lambda: load_prior(*args))
+        spec = cfg.prior_spec()
+        return self.memo(("prior", spec), lambda: load_prior(spec))
 
 
 def _mark_start(track_dir: Path | None, job_id: str) -> int:
@@ -136,7 +135,7 @@ def _mark_start(track_dir: Path | None, job_id: str) -> int:
 def execute(job, context: WorkerContext, track_dir: Path | None) -> Outcome:
     """Run one job here (the driver or a Ray worker). Its own errors become the Outcome's
     one-line error; Ctrl-C goes through (the batch stops, the job resumes next time)."""
-    from ssd3d.pipeline.run import RunInterrupted
+    from ssd3d.generation import RunInterrupted
     from ssd3d.process import torch_threads
 
     attempts = _mark_start(track_dir, job.id)
@@ -293,7 +292,7 @@ def run_jobs(
     except KeyboardInterrupt:
         raise Interrupted("interrupted") from None
     except SSD3DError as e:
-        from ssd3d.pipeline.run import RunInterrupted
+        from ssd3d.generation import RunInterrupted
 
         if isinstance(e, RunInterrupted):
             raise Interrupted("interrupted") from None

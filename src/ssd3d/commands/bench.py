@@ -47,7 +47,7 @@ def register(app: typer.Typer) -> None:
         out: Annotated[
             Path | None,
             typer.Option(
-                help="results folder; an existing one is continued (default: bench/<time>)"
+                help="results folder; an existing one is continued (default: outputs/bench/<time>)"
             ),
         ] = None,
         ray: Annotated[str | None, typer.Option(help=RAY_HELP, metavar="[ADDRESS]")] = None,
@@ -58,10 +58,10 @@ def register(app: typer.Typer) -> None:
         quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
     ) -> None:
         """Score estimators x prompts x seeds against ToyWorld's ground truth."""
+        from ssd3d.bench import bench_config, load_judge, run_bench
+        from ssd3d.bench.tables import PLOT_FILE, TABLE_FILE
         from ssd3d.errors import SSD3DError
         from ssd3d.report.page import REPORT_FILE
-        from ssd3d.toyworld.bench import bench_config, load_judge, run_bench
-        from ssd3d.toyworld.bench_report import PLOT_FILE, TABLE_FILE
 
         if prior == "stable-diffusion":
             raise SSD3DError("--prior must be exact or toy: ToyWorld's ground truth needs them")

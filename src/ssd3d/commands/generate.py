@@ -41,9 +41,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Generate a 3D asset from a prompt: mesh, turntable video and contact sheet."""
         from ssd3d.errors import SSD3DError
+        from ssd3d.generation import generate as run_generate
+        from ssd3d.generation import resume as run_resume
         from ssd3d.pipeline.config import DEFAULT_PRIOR, resolve_config
-        from ssd3d.pipeline.run import generate as run_generate
-        from ssd3d.pipeline.run import resume as run_resume
 
         if resume is not None:
             if prompt is not None or overrides:
@@ -62,7 +62,7 @@ def register(app: typer.Typer) -> None:
     @app.command("export")
     def export(run_dir: Annotated[Path, typer.Argument(help="a run folder")]) -> None:
         """Re-export a run's turntable video, contact sheet and mesh from its checkpoint."""
-        from ssd3d.pipeline.outputs import export_run
+        from ssd3d.generation import export as export_run
 
         for name, path in export_run(run_dir).items():
             typer.echo(f"{name:14s} {path}")

@@ -34,8 +34,8 @@ def add_commands(toyworld_app: typer.Typer) -> None:
     ) -> None:
         """Train the toy diffusion prior; writes OUT/toy_prior.safetensors."""
         from ssd3d.config import apply_overrides
+        from ssd3d.models.train_prior import TrainPriorConfig, train_prior
         from ssd3d.pipeline.run import check_device
-        from ssd3d.toyworld.train_prior import TrainPriorConfig, train_prior
 
         cfg = apply_overrides(TrainPriorConfig(), list(overrides or []))
         if steps is not None:
@@ -50,9 +50,10 @@ def add_commands(toyworld_app: typer.Typer) -> None:
             import imageio.v3 as iio
             import torch
 
-            from ssd3d.priors.toy import ToyPrior, sample_grid
+            from ssd3d.models.unet import load_toy_prior
+            from ssd3d.priors.toy import sample_grid
 
-            prior = ToyPrior.load(result.prior_path, device)
+            prior = load_toy_prior(result.prior_path, device)
             image = sample_grid(
                 prior,
                 prior.prompts,
@@ -63,7 +64,7 @@ def add_commands(toyworld_app: typer.Typer) -> None:
             path = out / "samples.png"
             iio.imwrite(path, image)
             typer.echo(f"samples: {path} (one row per prompt)")
-        typer.echo("ship it: copy the prior to src/ssd3d/toyworld/assets/toy_prior.safetensors")
+        typer.echo("ship it: copy the prior to src/ssd3d/models/assets/toy_prior.safetensors")
 
     @toyworld_app.command("train-classifier")
     def train_classifier_command(
@@ -77,7 +78,7 @@ def add_commands(toyworld_app: typer.Typer) -> None:
     ) -> None:
         """Train the judge (prompt + view classifier); writes OUT/judge.safetensors."""
         from ssd3d.config import apply_overrides
-        from ssd3d.toyworld.judge import JudgeConfig, train_judge
+        from ssd3d.models.judge import JudgeConfig, train_judge
 
         cfg = apply_overrides(JudgeConfig(), list(overrides or []))
         if steps is not None:
@@ -90,7 +91,7 @@ def add_commands(toyworld_app: typer.Typer) -> None:
             f"judge: {result.path} (held-out accuracy: prompt {result.val_prompt_accuracy:.3f}, "
             f"view {result.val_view_accuracy:.3f}; {result.wall_time_s / 60:.1f} min)"
         )
-        typer.echo("ship it: copy the judge to src/ssd3d/toyworld/assets/judge.safetensors")
+        typer.echo("ship it: copy the judge to src/ssd3d/models/assets/judge.safetensors")
 
     @toyworld_app.command("eval-prior")
     def eval_prior_command(
@@ -109,17 +110,17 @@ def add_commands(toyworld_app: typer.Typer) -> None:
         import json
 
         from ssd3d.errors import SSD3DError
+        from ssd3d.models.judge import Judge
+        from ssd3d.models.prior_eval import evaluate_prior, summarise
+        from ssd3d.models.unet import load_toy_prior
         from ssd3d.pipeline.run import check_device
-        from ssd3d.priors.toy import ToyPrior
-        from ssd3d.toyworld.judge import Judge
-        from ssd3d.toyworld.prior_eval import evaluate_prior, summarise
 
         if samples < 1:
             raise SSD3DError(f"--samples must be >= 1; got {samples}")
         if out is not None and out.suffix != ".json":
             raise SSD3DError(f"--out must name a .json file; got {out}")
         check_device(device)
-        toy, reader = ToyPrior.load(prior, device), Judge.load(judge, device)
+        toy, reader = load_toy_prior(prior, device), Judge.load(judge, device)
         scores = evaluate_prior(toy, reader, samples_per_prompt=samples, seed=seed, spacing=spacing)
         for score in scores:
             if not score.recognised:

@@ -15,6 +15,9 @@ from torch import Tensor
 
 Branch = Literal["cond", "uncond", "neg"]
 
+# Timesteps of every prior in ssd3d (diffusers' convention: t in [0, 1000)).
+NUM_TRAIN_TIMESTEPS = 1000
+
 
 @dataclass(frozen=True)
 class NoisePredictions:

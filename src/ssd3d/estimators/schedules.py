@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-NUM_TRAIN_TIMESTEPS = 1000
+from ssd3d.estimators.base import NUM_TRAIN_TIMESTEPS
+
 # threestudio's default range: min_step_percent 0.02, max_step_percent 0.98.
 DEFAULT_T_MIN = 20
 DEFAULT_T_MAX = 980

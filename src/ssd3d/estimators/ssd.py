@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from ssd3d.estimators.base import (
+    NUM_TRAIN_TIMESTEPS,
     Estimator,
     NoisePredictions,
     check_choice,
@@ -27,7 +28,6 @@ from ssd3d.estimators.terms import (
 from ssd3d.estimators.weighting import check_weighting, weight
 
 VARIANCE_REDUCTIONS = ("adaptive", "sds", "none")
-NUM_TRAIN_TIMESTEPS = 1000  # diffusers' convention, shared by every prior in ssd3d
 
 
 def control_variate_coefficient(kind: str, eps_cond: Tensor, noise: Tensor) -> Tensor:

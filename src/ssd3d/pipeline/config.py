@@ -7,19 +7,38 @@ missing fields keep the defaults below); ``key=value`` overrides address nested 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Literal
 
 from ssd3d.config import apply_overrides, from_dict, load_yaml, merge, nest, parse_override
 from ssd3d.errors import SSD3DError
-from ssd3d.estimators import SCHEDULES
+from ssd3d.estimators import SCHEDULES, build_estimator
 from ssd3d.estimators.schedules import DEFAULT_T_MAX, DEFAULT_T_MIN
-from ssd3d.export.mesh import DEFAULT_DENSITY_THRESHOLD
-from ssd3d.priors.load import PRIOR_NAMES
-from ssd3d.scene import CameraConfig, RenderConfig, ShadingConfig, ViewPromptConfig, VoxelGridConfig
+from ssd3d.export.mesh import DEFAULT_DENSITY_THRESHOLD, MESH_FORMATS
+from ssd3d.pipeline.priors import (
+    PRIOR_NAMES,
+    ExactPriorSettings,
+    ExactPriorSpec,
+    PriorSpec,
+    ToyPriorSpec,
+)
+from ssd3d.priors.stable_diffusion import StableDiffusionConfig
+from ssd3d.scene import (
+    REPRESENTATIONS,
+    CameraConfig,
+    GrowthConfig,
+    RenderConfig,
+    ShadingConfig,
+    ViewPromptConfig,
+    VoxelGridConfig,
+)
 
 PRIORS = PRIOR_NAMES
+# The largest voxel grid a run may ask for: 256^3 x 4 floats is 256 MiB of parameters, four
+# times that with Adam's moments and gradients; beyond it a typo would exhaust memory.
+MAX_GRID_RESOLUTION = 256
 
 
 # The prior of `ssd3d generate` and `ssd3d batch` when none is named: the shipped toy UNet
@@ -40,31 +59,22 @@ class TimestepConfig:
     t_max_end: int = 500
     anneal: str = "linear"
 
+    # Config fields named otherwise in the schedule classes.
+    _RENAMED = {"kind": "anneal"}
+
     def build(self):
+        """The schedule object: each schedule takes the fields it declares."""
         if self.schedule not in SCHEDULES:
             raise SSD3DError(
                 f"timesteps.schedule must be one of {', '.join(SCHEDULES)}; got {self.schedule!r}"
             )
-        try:
-            if self.schedule == "annealed":
-                return SCHEDULES["annealed"](self.t_min, self.t_max, self.t_max_end, self.anneal)
-            return SCHEDULES[self.schedule](self.t_min, self.t_max)
-        except ValueError as e:
-            raise SSD3DError(f"timesteps: {e}") from None
-
-
-@dataclass(frozen=True)
-class GrowthConfig:
-    """Coarse-to-fine growth of the voxel grid: at ``steps[i]`` grow to ``resolutions[i]``."""
-
-    steps: tuple[int, ...] = ()
-    resolutions: tuple[int, ...] = ()
-
-    def __post_init__(self) -> None:
-        if len(self.steps) != len(self.resolutions):
-            raise SSD3DError("growth.steps and growth.resolutions must have the same length")
-        if list(self.steps) != sorted(self.steps):
-            raise SSD3DError("growth.steps must be increasing")
+        cls = SCHEDULES[self.schedule]
+        values = {}
+        for f in dataclasses.fields(cls):
+            name = self._RENAMED.get(f.name, f.name)
+            if hasattr(self, name):
+                values[f.name] = getattr(self, name)
+        return from_dict(cls, values, where="timesteps.")
 
 
 @dataclass(frozen=True)
@@ -81,13 +91,21 @@ class BackgroundConfig:
 class OptimConfig:
     """Adam with one learning rate per parameter group."""
 
-    # measured.md: lr 0.05 on a 24^3 grid gives a clean shape in 600 steps; 48^3 needs 0.01.
+    # lr 0.05 on a 24^3 grid gives a clean shape in 600 steps; 48^3 needs 0.01
+    # (docs/measurements.md).
     lr_density: float = 0.05
     lr_albedo: float = 0.05
     lr_background: float = 0.01
     # threestudio's Adam: betas (0.9, 0.99), eps 1e-15.
     betas: tuple[float, float] = (0.9, 0.99)
     eps: float = 1e-15
+
+    def __post_init__(self) -> None:
+        for name in ("lr_density", "lr_albedo", "lr_background", "eps"):
+            if not getattr(self, name) >= 0:  # also NaN
+                raise SSD3DError(f"optim.{name} must be >= 0; got {getattr(self, name)}")
+        if not all(0 <= b < 1 for b in self.betas):
+            raise SSD3DError(f"optim.betas must lie in [0, 1); got {list(self.betas)}")
 
 
 @dataclass(frozen=True)
@@ -101,13 +119,26 @@ class RegulariserConfig:
     # Binary entropy of the opacity: pushes pixels to fully empty or fully opaque.
     opacity_entropy: float = 0.0
 
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            if not getattr(self, f.name) >= 0:
+                raise SSD3DError(f"regularisers.{f.name} must be >= 0; got {getattr(self, f.name)}")
+
+    def weights(self) -> dict[str, float]:
+        """name -> weight of the regularisers that are on."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if getattr(self, f.name) > 0
+        }
+
 
 @dataclass(frozen=True)
 class ExportConfig:
     """What a finished run writes."""
 
-    # Marching-cubes grid per side and density level (ssd3d.export's default, measured.md:
-    # density > 1 to 2 matched the true shapes best; also ToyWorld's IoU threshold).
+    # Marching-cubes grid per side and density level (ssd3d.export's default: density > 1
+    # to 2 matched the true shapes best, docs/measurements.md; also the benchmark's IoU level).
     mesh_resolution: int = 96
     density_threshold: float = DEFAULT_DENSITY_THRESHOLD
     mesh_formats: tuple[str, ...] = ("glb", "obj", "ply")
@@ -119,24 +150,24 @@ class ExportConfig:
     contact_views: int = 8
     contact_resolution: int = 96
 
-
-@dataclass(frozen=True)
-class ExactPriorOptions:
-    """The exact prior's data (prior: exact, no ``model`` file given)."""
-
-    # Rendered views per prompt of the cached ToyWorld dataset it reads (rendered on first
-    # use; 200 takes a few minutes on 2 cores, the posterior then moves smoothly with view).
-    views_per_prompt: int = 200
-    # Std of a Gaussian around each stored image, in [-1, 1] pixel units: at low noise the
-    # posterior then blends neighbouring views instead of snapping to one (0 = off).
-    smoothing: float = 0.0
-
     def __post_init__(self) -> None:
-        if self.views_per_prompt < 1 or self.smoothing < 0:
+        unknown = [f for f in self.mesh_formats if f not in MESH_FORMATS]
+        if unknown:
             raise SSD3DError(
-                "exact.views_per_prompt must be >= 1 and exact.smoothing >= 0; got "
-                f"{self.views_per_prompt}, {self.smoothing}"
+                f"export.mesh_formats: unknown format {unknown[0]!r} (known: {', '.join(MESH_FORMATS)})"
             )
+        if not self.density_threshold > 0:
+            raise SSD3DError(f"export.density_threshold must be > 0; got {self.density_threshold}")
+        for name in (
+            "mesh_resolution",
+            "turntable_frames",
+            "fps",
+            "video_resolution",
+            "contact_views",
+            "contact_resolution",
+        ):
+            if getattr(self, name) < 1 or (name == "mesh_resolution" and self.mesh_resolution < 2):
+                raise SSD3DError(f"export.{name} is too small: {getattr(self, name)}")
 
 
 @dataclass(frozen=True)
@@ -152,8 +183,9 @@ class GenerateConfig:
     model: str | None = None
     # stable-diffusion only: renders are resized to this before the VAE (SD's 512 by default).
     encode_resolution: int | None = None
-    # "nerf" (voxel radiance field) or "image" (optimise pixels: quick estimator studies).
-    representation: Literal["nerf", "image"] = "nerf"
+    # A name of ssd3d.scene.REPRESENTATIONS: "nerf" (voxel radiance field) or "image"
+    # (optimise pixels: quick estimator studies).
+    representation: str = "nerf"
     # Estimator spec for ssd3d.estimators.build_estimator.
     estimator: str = "ssd"
     # Negative prompt for estimators that need one (NFSD, CSD use_negative); "" = unconditional.
@@ -176,7 +208,7 @@ class GenerateConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     regularisers: RegulariserConfig = field(default_factory=RegulariserConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
-    exact: ExactPriorOptions = field(default_factory=ExactPriorOptions)
+    exact: ExactPriorSettings = field(default_factory=ExactPriorSettings)
 
     def __post_init__(self) -> None:
         if self.prior not in PRIORS:
@@ -187,6 +219,36 @@ class GenerateConfig:
             raise SSD3DError(f"views_per_step must be > 0; got {self.views_per_step}")
         if self.checkpoint_every <= 0:
             raise SSD3DError(f"checkpoint_every must be > 0; got {self.checkpoint_every}")
+        if self.representation not in REPRESENTATIONS:
+            raise SSD3DError(
+                f"unknown representation {self.representation!r} "
+                f"(known: {', '.join(REPRESENTATIONS)})"
+            )
+        largest = max((self.grid.resolution, *self.growth.resolutions))
+        if largest > MAX_GRID_RESOLUTION:
+            raise SSD3DError(
+                f"grid resolution {largest} is above the limit {MAX_GRID_RESOLUTION} "
+                "(memory grows with its cube)"
+            )
+
+    def validate(self) -> None:
+        """Every check that needs more than one field, or building a component: run before
+        anything is written, so that a bad config fails before step 1, not after training."""
+        build_estimator(self.estimator)
+        self.timesteps.build()
+        if self.prior == "stable-diffusion":
+            self.prior_spec()  # the SD config's own checks
+
+    def prior_spec(self) -> PriorSpec:
+        """What this run's prior loads (equal specs can share one loaded prior)."""
+        if self.prior == "toy":
+            return ToyPriorSpec(self.model, self.device)
+        if self.prior == "exact":
+            return ExactPriorSpec(self.model, self.camera.height, self.exact, self.device)
+        kwargs = {"device": self.device} | ({"model": self.model} if self.model else {})
+        if self.encode_resolution is not None:
+            kwargs["encode_resolution"] = self.encode_resolution
+        return StableDiffusionConfig(**kwargs)
 
 
 def preset(prior: str) -> dict:
@@ -207,7 +269,7 @@ def resolve_config(prior: str, fields: dict, overrides: list[str]) -> GenerateCo
 __all__ = [
     "DEFAULT_PRIOR",
     "BackgroundConfig",
-    "ExactPriorOptions",
+    "ExactPriorSettings",
     "ExportConfig",
     "GenerateConfig",
     "GrowthConfig",

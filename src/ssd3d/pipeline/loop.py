@@ -1,17 +1,16 @@
 """The distillation loop: render views, score them with the prior, step the scene.
 
-One step (architecture.md): cameras -> render -> prior.encode -> noise at t ->
-one batched prior call -> estimator -> surrogate loss (+ regularisers) -> Adam.
+One step (docs/architecture.md): cameras -> scene.render -> prior.encode -> noise at t ->
+one batched prior call -> estimator -> surrogate loss (+ regularisers) -> Adam. The scene
+is any ``ssd3d.scene.Scene``: the loop never asks which representation it is.
 Everything random comes from one seeded ``torch.Generator`` whose state is checkpointed,
 so an interrupted and resumed CPU run ends with the same parameters as an uninterrupted one.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -20,16 +19,14 @@ from ssd3d.errors import SSD3DError
 from ssd3d.estimators import Estimator, build_estimator, surrogate_loss
 from ssd3d.estimators.base import Branch
 from ssd3d.guidance import noise_predictions
-from ssd3d.pipeline.checkpoint import TrainingState, load_checkpoint, save_checkpoint
+from ssd3d.pipeline.checkpoint import TrainingState
 from ssd3d.pipeline.config import GenerateConfig
+from ssd3d.pipeline.run_dir import RunDir
 from ssd3d.priors.base import DiffusionPrior
 from ssd3d.scene import (
     VIEW_LABELS,
-    ImageScene,
-    RadianceScene,
-    SolidBackground,
-    SphericalHarmonicsBackground,
-    VoxelGridField,
+    Scene,
+    build_scene,
     opacity_entropy,
     opacity_sparsity,
     orientation_loss,
@@ -39,27 +36,19 @@ from ssd3d.scene import (
     view_prompt,
 )
 
-CHECKPOINT_DIR = "checkpoint"
-LOG_FILE = "log.jsonl"
+REGULARISER_FUNCTIONS = {
+    "opacity_sparsity": opacity_sparsity,
+    "orientation": orientation_loss,
+    "opacity_entropy": opacity_entropy,
+}
 
 
 class NonFiniteGradient(SSD3DError):
     """The estimator or the backward pass produced NaN or inf."""
 
 
-def build_scene(cfg: GenerateConfig) -> RadianceScene | ImageScene:
-    if cfg.representation == "image":
-        return ImageScene(cfg.camera.height, cfg.camera.width)
-    if cfg.background.kind == "solid":
-        background = SolidBackground(cfg.background.colour)
-    else:
-        background = SphericalHarmonicsBackground(init_colour=cfg.background.colour)
-    return RadianceScene(VoxelGridField(cfg.grid), background, cfg.render)
-
-
-def build_optimizer(cfg: GenerateConfig, scene) -> torch.optim.Adam:
-    groups = scene.param_groups(cfg.optim.lr_density, cfg.optim.lr_albedo, cfg.optim.lr_background)
-    return torch.optim.Adam(groups, betas=cfg.optim.betas, eps=cfg.optim.eps)
+def build_optimizer(cfg: GenerateConfig, scene: Scene) -> torch.optim.Adam:
+    return torch.optim.Adam(scene.param_groups(), betas=cfg.optim.betas, eps=cfg.optim.eps)
 
 
 @dataclass
@@ -73,8 +62,8 @@ class Conditioning:
     view_dependent: bool
 
     @staticmethod
-    def embed(prior: DiffusionPrior, cfg: GenerateConfig) -> Conditioning:
-        view_dependent = cfg.view_prompts.enabled and cfg.representation == "nerf"
+    def embed(prior: DiffusionPrior, cfg: GenerateConfig, scene: Scene) -> Conditioning:
+        view_dependent = cfg.view_prompts.enabled and scene.is_3d
         views = [view_prompt(cfg.prompt, label) for label in VIEW_LABELS] if view_dependent else []
         prompts = [cfg.prompt, *views, "", cfg.negative_prompt]
         return Conditioning(prior.embed(prompts), view_dependent)
@@ -113,9 +102,15 @@ class Distillation:
         self.device = torch.device(cfg.device)
         self.estimator: Estimator = build_estimator(cfg.estimator)
         self.schedule = cfg.timesteps.build()
-        self.conditioning = Conditioning.embed(prior, cfg)
-        self.scene = build_scene(cfg).to(self.device)
+        self.scene: Scene = build_scene(cfg).to(self.device)
+        self.conditioning = Conditioning.embed(prior, cfg, self.scene)
         self.optimizer = build_optimizer(cfg, self.scene)
+        # The regularisers that are on and mean something for this representation.
+        self.regularisers = {
+            name: weight
+            for name, weight in cfg.regularisers.weights().items()
+            if name in self.scene.supported_regularisers
+        }
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.step = 0
 
@@ -128,32 +123,28 @@ class Distillation:
             self.generator.get_state(),
         )
 
-    def save(self, run_dir: Path) -> None:
-        save_checkpoint(run_dir / CHECKPOINT_DIR, self.state())
+    def save(self, run_dir: RunDir) -> None:
+        run_dir.save_checkpoint(self.state())
 
-    def load(self, run_dir: Path) -> None:
-        state = load_checkpoint(run_dir / CHECKPOINT_DIR)
+    def load(self, run_dir: RunDir) -> None:
+        state = run_dir.load_checkpoint()
         try:
             self.scene.load_state_dict(state.scene)
-            self.optimizer = build_optimizer(self.cfg, self.scene)  # a grown grid has new params
+            # A restructured scene (grown grid, densified Gaussians) has new parameters.
+            self.optimizer = build_optimizer(self.cfg, self.scene)
             self.optimizer.load_state_dict(state.optimizer)
         except (RuntimeError, ValueError, KeyError) as e:
-            raise SSD3DError(f"checkpoint in {run_dir} does not match its config: {e}") from None
+            raise SSD3DError(
+                f"checkpoint in {run_dir.path} does not match its config: {e}"
+            ) from None
         self.generator.set_state(state.rng_state)
         self.step = state.step
 
     # -- one step ------------------------------------------------------------------------
-    def _grow_if_scheduled(self) -> None:
-        growth = self.cfg.growth
-        if self.cfg.representation != "nerf" or self.step not in growth.steps:
-            return
-        resolution = growth.resolutions[growth.steps.index(self.step)]
-        self.scene.field.grow(resolution)
-        self.optimizer = build_optimizer(self.cfg, self.scene)  # fresh moments for new params
-
     def run_step(self) -> StepRecord:
         cfg, gen = self.cfg, self.generator
-        self._grow_if_scheduled()
+        if self.scene.restructure(self.step):
+            self.optimizer = build_optimizer(cfg, self.scene)  # fresh moments for new params
         timings: dict[str, float] = {}
         clock = time.perf_counter()
 
@@ -186,6 +177,7 @@ class Distillation:
         total = loss + sum(w * v for w, v in regularisers.values())
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
+        self.scene.observe_gradients(self.step)
         lap("backward")
         for group in self.optimizer.param_groups:
             for p in group["params"]:
@@ -207,24 +199,7 @@ class Distillation:
         )
 
     def _regularisers(self, out) -> dict[str, tuple[float, Tensor]]:
-        weights = self.cfg.regularisers
-        terms = {
-            "opacity_sparsity": (weights.opacity_sparsity, opacity_sparsity),
-            "orientation": (weights.orientation, orientation_loss),
-            "opacity_entropy": (weights.opacity_entropy, opacity_entropy),
+        return {
+            name: (weight, REGULARISER_FUNCTIONS[name](out))
+            for name, weight in self.regularisers.items()
         }
-        return {name: (w, fn(out)) for name, (w, fn) in terms.items() if w > 0}
-
-
-def append_log(run_dir: Path, record: StepRecord) -> None:
-    with open(run_dir / LOG_FILE, "a") as f:
-        f.write(json.dumps(record.__dict__) + "\n")
-
-
-def truncate_log(run_dir: Path, step: int) -> None:
-    """Drop log lines past ``step`` (written after the checkpoint a resume starts from)."""
-    path = run_dir / LOG_FILE
-    if not path.exists():
-        return
-    kept = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= step]
-    path.write_text("".join(line + "\n" for line in kept))

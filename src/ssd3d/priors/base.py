@@ -17,12 +17,13 @@ from typing import Literal, Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
+from ssd3d.estimators.base import NUM_TRAIN_TIMESTEPS
+
 BetaSchedule = Literal["scaled_linear", "linear"]
 
 # Stable Diffusion's DDPMScheduler: scaled_linear betas from 0.00085 to 0.012 over 1000 steps.
 SD_BETA_START = 0.00085
 SD_BETA_END = 0.012
-NUM_TRAIN_TIMESTEPS = 1000
 
 
 def make_alphas_cumprod(

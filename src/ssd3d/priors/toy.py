@@ -1,9 +1,10 @@
-"""The shipped toy prior: a small pixel-space diffusion model trained on ToyWorld renders.
+"""A pixel-space diffusion model behind ``DiffusionPrior``: the adapter of the shipped toy prior.
 
-It is what ``ssd3d generate`` uses when no other prior is named, so it must load and run
-on any CPU install: plain PyTorch, weights in ``ssd3d/toyworld/assets/toy_prior.safetensors``
-(trained with ``ssd3d toyworld train-prior``). Pixel space: x0 = 2 * image - 1 at the
-prior's resolution (32x32); conditioning rows are token ids [N, L] of a closed vocabulary.
+The adapter is handed what it wraps: a noise predictor ``unet(x_t, t, tokens)``, a tokenizer
+of its closed vocabulary, and the cumulative alphas it was trained with. The network, its
+weights file and its training live in ``ssd3d.models`` (``load_toy_prior`` builds this
+adapter from a weights file). Pixel space: x0 = 2 * image - 1 at the prior's resolution;
+conditioning rows are token ids [N, L].
 
 Also here: DDIM sampling with classifier-free guidance (Song et al. 2021, eta = 0, as
 diffusers' ``DDIMScheduler`` with its defaults and the prior's betas), for the model card's
@@ -13,9 +14,7 @@ sample grids and for checking a trained prior by eye.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from importlib import resources
-from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 import numpy as np
 import torch
@@ -24,9 +23,7 @@ from torch import Tensor
 
 from ssd3d.errors import SSD3DError
 from ssd3d.estimators.terms import classifier_free_guidance
-from ssd3d.toyworld.model import NoiseSchedule, PromptTokenizer, ToyUNet, load_prior_file
 
-SHIPPED_PRIOR = "toy_prior.safetensors"
 # Guidance scale of the sample grids, far below SD's 7.5: on a small UNet trained 3,000 steps
 # on the synthetic stand-in, guidance 3 left speckle noise over the samples (mean
 # neighbour-pixel difference 0.13 vs 0.09 at guidance 1 and 0.04 in the data), because
@@ -38,24 +35,27 @@ DEFAULT_SAMPLE_STEPS = 50
 TimestepSpacing = Literal["leading", "trailing"]
 
 
-def shipped_prior_path() -> Path:
-    """Where the shipped weights live inside the installed package."""
-    return Path(str(resources.files("ssd3d") / "toyworld" / "assets" / SHIPPED_PRIOR))
+class Tokenizer(Protocol):
+    """Prompts -> token ids [N, L] int64 (SSD3DError for a prompt outside its vocabulary)."""
+
+    prompts: Sequence[str]
+
+    def __call__(self, prompts: Sequence[str]) -> Tensor: ...
 
 
 class ToyPrior:
-    """The toy pixel UNet behind ``DiffusionPrior``.
+    """A pixel noise predictor behind ``DiffusionPrior``.
 
-    Attributes: ``alphas_cumprod`` [T] float64 on ``device``; ``unet`` (EMA weights, eval,
-    frozen); ``tokenizer``; ``resolution`` (side of the square images it models);
-    ``prompts`` (the base prompts it knows); ``metadata`` (what the weights file records).
+    Attributes: ``alphas_cumprod`` [T] on ``device``; ``unet`` (eval, frozen);
+    ``tokenizer``; ``resolution`` (side of the square images it models); ``prompts`` (the
+    base prompts it knows); ``metadata`` (what the weights file records).
     """
 
     def __init__(
         self,
-        unet: ToyUNet,
-        tokenizer: PromptTokenizer,
-        schedule: NoiseSchedule,
+        unet: torch.nn.Module,
+        tokenizer: Tokenizer,
+        alphas_cumprod: Tensor,
         resolution: int,
         metadata: dict[str, str] | None = None,
         device: str | torch.device = "cpu",
@@ -63,31 +63,9 @@ class ToyPrior:
         self.device = torch.device(device)
         self.unet = unet.requires_grad_(False).eval().to(self.device)
         self.tokenizer = tokenizer
-        self.schedule = schedule
         self.resolution = resolution
         self.metadata = dict(metadata or {})
-        self.alphas_cumprod: Tensor = schedule.alphas_cumprod().to(self.device)
-
-    @classmethod
-    def load(cls, path: str | Path | None = None, device: str | torch.device = "cpu") -> ToyPrior:
-        """Load a prior file; ``None`` loads the weights shipped with ssd3d."""
-        if path is None:
-            path = shipped_prior_path()
-            if not path.is_file():
-                raise SSD3DError(
-                    f"the shipped toy prior is missing ({path}); train one with "
-                    "`ssd3d toyworld train-prior DATASET --out DIR` and copy "
-                    f"DIR/{SHIPPED_PRIOR} there, or pass its path"
-                )
-        loaded = load_prior_file(path, device)
-        return cls(
-            loaded.unet,
-            loaded.tokenizer,
-            loaded.schedule,
-            loaded.resolution,
-            loaded.metadata,
-            device,
-        )
+        self.alphas_cumprod: Tensor = alphas_cumprod.to(self.device)
 
     @property
     def prompts(self) -> list[str]:

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-REPORT_FILE = "report.html"
+from ssd3d.pipeline.run_dir import REPORT_FILE
+
 # Google's <model-viewer>, vendored by scripts/vendor_model_viewer.sh: the classic-script
 # build, since Chromium blocks module scripts on file:// pages.
 MODEL_VIEWER_JS = "model-viewer-umd.min.js"

@@ -1,19 +1,25 @@
 """A run folder's report.html: what was asked, what came out, and how the run went.
 
-Reads only the folder's files (config.yaml, log.jsonl, summary.json and the exports), so it
-can be rewritten at any time: at the end of a run, by ``ssd3d export``, by ``ssd3d view``.
+Reads only the folder's files through ``RunDir`` (config, log, summary and the exports), so
+it can be rewritten at any time: at the end of a run, by ``ssd3d export``, by ``ssd3d view``.
 """
 
 from __future__ import annotations
 
-import json
 import math
+import os
 from pathlib import Path
 
 from ssd3d.estimators import build_estimator, describe
 from ssd3d.pipeline.config import GenerateConfig
-from ssd3d.pipeline.loop import LOG_FILE
-from ssd3d.pipeline.outputs import CONFIG_FILE, SUMMARY_FILE, read_config
+from ssd3d.pipeline.run_dir import (
+    CONFIG_FILE,
+    EXPORT_FILES,
+    LOG_FILE,
+    SUMMARY_FILE,
+    TRAINING_PLOT,
+    RunDir,
+)
 from ssd3d.report.page import (
     Cell,
     Table,
@@ -27,28 +33,10 @@ from ssd3d.report.page import (
     video,
     viewer,
 )
+from ssd3d.scene import describe_scene
 
-TRAINING_PLOT = "training.png"
 # What a run may leave behind, in the order the page lists them.
-RUN_FILES = [
-    "mesh.glb",
-    "mesh.obj",
-    "mesh.ply",
-    "turntable.mp4",
-    "turntable.gif",
-    "contact_sheet.png",
-    "image.png",
-    CONFIG_FILE,
-    LOG_FILE,
-    SUMMARY_FILE,
-]
-
-
-def read_log(run_dir: Path) -> list[dict]:
-    path = Path(run_dir) / LOG_FILE
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+RUN_FILES = [*EXPORT_FILES, CONFIG_FILE, LOG_FILE, SUMMARY_FILE]
 
 
 def _moving_average(values: list[float], window: int) -> list[float]:
@@ -114,9 +102,6 @@ def timing_table(log: list[dict]) -> Table:
 
 def _facts(cfg: GenerateConfig, log: list[dict], summary: dict) -> list[tuple[str, str]]:
     done = log[-1]["step"] if log else 0
-    grid = f"{cfg.grid.resolution}³"
-    for step, resolution in zip(cfg.growth.steps, cfg.growth.resolutions, strict=True):
-        grid += f" → {resolution}³ at step {step}"
     facts = [
         ("prompt", cfg.prompt),
         ("prior", cfg.prior + (f" ({cfg.model})" if cfg.model else "")),
@@ -129,21 +114,25 @@ def _facts(cfg: GenerateConfig, log: list[dict], summary: dict) -> list[tuple[st
             f"{cfg.timesteps.schedule}, t in [{cfg.timesteps.t_min}, {cfg.timesteps.t_max}]",
         ),
     ]
-    if cfg.representation == "nerf":
-        facts.append(("voxel grid", grid))
+    facts.append(("scene", describe_scene(cfg)))
     facts.append(("device", cfg.device))
     if "train_seconds" in summary:
         facts.append(("training time", f"{summary['train_seconds']:.1f} s"))
     return facts
 
 
-def write_run_report(run_dir: Path) -> Path:
-    """Write ``run_dir/report.html`` (and training.png) from the folder's files."""
-    run_dir = Path(run_dir)
-    cfg = read_config(run_dir)
-    log = read_log(run_dir)
-    summary_path = run_dir / SUMMARY_FILE
-    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+def write_run_report(folder: RunDir | str | os.PathLike, summary: dict | None = None) -> Path:
+    """Write the run's report.html (and training.png) from the folder's files.
+
+    ``summary``: the run's summary when the caller writes summary.json after the report
+    (it marks the run complete, so it comes last); else the folder's, if any.
+    """
+    run = folder if isinstance(folder, RunDir) else RunDir(folder)
+    run_dir = run.path
+    cfg = run.read_config()
+    log = run.read_log()
+    if summary is None:
+        summary = run.read_summary() or {}
     has = {name for name in RUN_FILES if (run_dir / name).is_file()}
 
     sections = []
@@ -172,7 +161,7 @@ def write_run_report(run_dir: Path) -> Path:
                 side_by_side=True,
             )
         )
-    config_text = (run_dir / CONFIG_FILE).read_text()
+    config_text = run.config_path.read_text()
     sections.append(section("Configuration", pre(config_text, "config.yaml (resolved)")))
     sections.append(section("Files", links(run_dir, RUN_FILES)))
     subtitle = f"ssd3d run · {cfg.prior} prior · {cfg.estimator} · {run_dir.name}"
@@ -185,4 +174,4 @@ def write_run_report(run_dir: Path) -> Path:
     )
 
 
-__all__ = ["TRAINING_PLOT", "plot_training", "read_log", "timing_table", "write_run_report"]
+__all__ = ["plot_training", "timing_table", "write_run_report"]

@@ -1,4 +1,5 @@
-"""``ssd3d view``: serve a run or benchmark folder on localhost, its report.html first."""
+"""``ssd3d view``'s server: a run or benchmark folder on localhost (``commands/view.py``
+writes a missing report.html first: the report does not know who writes the folders)."""
 
 from __future__ import annotations
 
@@ -6,47 +7,9 @@ import errno
 import functools
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Literal
 
 from ssd3d.errors import SSD3DError
 from ssd3d.report.page import REPORT_FILE
-
-FolderKind = Literal["run", "bench"]
-
-
-def folder_kind(folder: Path) -> FolderKind:
-    """The kind of folder: "bench" (has results.json) or "run" (has config.yaml); else an error."""
-    from ssd3d.pipeline.outputs import CONFIG_FILE
-    from ssd3d.toyworld.bench import RESULTS_FILE
-
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise SSD3DError(f"{folder} is not a folder")
-    if (folder / RESULTS_FILE).is_file():
-        return "bench"
-    if (folder / CONFIG_FILE).is_file():
-        return "run"
-    raise SSD3DError(
-        f"{folder} is neither a run folder (no {CONFIG_FILE}) nor a benchmark folder "
-        f"(no {RESULTS_FILE})"
-    )
-
-
-def ensure_report(folder: Path) -> Path:
-    """The folder's report.html, written first if missing (a run still going, an old folder)."""
-    folder = Path(folder)
-    kind = folder_kind(folder)
-    page = folder / REPORT_FILE
-    if page.is_file():
-        return page
-    if kind == "run":
-        from ssd3d.report.run_page import write_run_report
-
-        return write_run_report(folder)
-    from ssd3d.report.bench_page import write_bench_report
-    from ssd3d.toyworld.bench import RESULTS_FILE, read_results
-
-    return write_bench_report(folder, read_results(folder / RESULTS_FILE))
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):
@@ -70,4 +33,4 @@ def address(server: ThreadingHTTPServer) -> str:
     return f"http://{host}:{port}/{REPORT_FILE}"
 
 
-__all__ = ["address", "ensure_report", "folder_kind", "make_server"]
+__all__ = ["address", "make_server"]

@@ -4,7 +4,7 @@ Units: the object lives in the cube [-1, 1]^3, world up is +z, azimuth 0 is the 
 Typical training step::
 
     scene = RadianceScene(VoxelGridField(), SphericalHarmonicsBackground())
-    opt = torch.optim.Adam(scene.param_groups(lr_density=0.05, lr_albedo=0.05))
+    opt = torch.optim.Adam(scene.param_groups())   # each group at the scene's own rate
     cams = sample_cameras(CameraConfig(), batch=2, generator=g)
     out = scene.render(cams, sample_shading(ShadingConfig(), cams, g, step), generator=g)
     prompts = view_prompts("a red cube", cams, ViewPromptConfig())
@@ -12,6 +12,8 @@ Typical training step::
     loss = distill(image) + 1e-2 * orientation_loss(out)
 
 Dimension names: B views, H, W pixels, S samples per ray, R rays, N points.
+
+Every representation is a ``Scene`` (``scene.py``) named in ``registry.py``.
 """
 
 from ssd3d.scene.background import (
@@ -37,7 +39,9 @@ from ssd3d.scene.cameras import (
 )
 from ssd3d.scene.fields import RadianceField, VoxelGridConfig, VoxelGridField, outward_normals
 from ssd3d.scene.image import ImageScene
+from ssd3d.scene.radiance import GrowthConfig, RadianceScene
 from ssd3d.scene.rays import SCENE_BOUND, Rays, camera_directions, generate_rays, intersect_cube
+from ssd3d.scene.registry import REPRESENTATIONS, build_scene, describe_scene
 from ssd3d.scene.regularisers import (
     mean_opacity,
     opacity_entropy,
@@ -53,7 +57,7 @@ from ssd3d.scene.render import (
     render,
     sample_distances,
 )
-from ssd3d.scene.scene import RadianceScene, Scene
+from ssd3d.scene.scene import REGULARISERS, Scene, VolumeScene
 from ssd3d.scene.shading import (
     SHADING_MODES,
     Shading,
@@ -64,12 +68,15 @@ from ssd3d.scene.shading import (
 )
 
 __all__ = [
+    "REGULARISERS",
+    "REPRESENTATIONS",
     "SCENE_BOUND",
     "SHADING_MODES",
     "VIEW_LABELS",
     "Background",
     "CameraConfig",
     "Cameras",
+    "GrowthConfig",
     "ImageScene",
     "RadianceField",
     "RadianceScene",
@@ -82,9 +89,12 @@ __all__ = [
     "SolidBackground",
     "SphericalHarmonicsBackground",
     "ViewPromptConfig",
+    "VolumeScene",
     "VoxelGridConfig",
     "VoxelGridField",
+    "build_scene",
     "camera_directions",
+    "describe_scene",
     "composite",
     "composite_reference",
     "fixed_shading",

@@ -1,26 +1,27 @@
 """The 2D representation: optimise an image's pixels directly (for estimator studies).
 
-The same two methods as ``RadianceScene`` so the distillation loop runs unchanged; cameras
-only set the batch size (every view sees the same image) and shading is ignored.
+A ``Scene`` like the 3D ones, so the distillation loop runs unchanged; cameras only set the
+batch size (every view sees the same image) and shading is ignored. It has no views (no
+view-dependent prompts) and no mesh: its export is the image itself.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar
 
 import torch
+import trimesh
 from torch import Tensor, nn
 
 from ssd3d.errors import SSD3DError
 from ssd3d.scene.cameras import Cameras
 from ssd3d.scene.render import RenderOutput
-from ssd3d.scene.scene import (
-    DEFAULT_LR_ALBEDO,
-    DEFAULT_LR_BACKGROUND,
-    DEFAULT_LR_DENSITY,
-    _groups,
-)
+from ssd3d.scene.scene import named_groups
 from ssd3d.scene.shading import Shading
+
+# Pixels are colour: the voxel scene's albedo rate.
+DEFAULT_LR_PIXELS = 0.05
 
 # Init images are clamped away from 0 and 1 so their logits stay finite.
 _INIT_CLAMP = 1e-3
@@ -29,9 +30,21 @@ _INIT_CLAMP = 1e-3
 class ImageScene(nn.Module):
     """Pixels = sigmoid(logits), logits [1, 3, H, W]; zero logits give a uniform grey."""
 
-    def __init__(self, height: int = 32, width: int = 32, init: Tensor | None = None) -> None:
+    name: ClassVar[str] = "image"
+    is_3d: ClassVar[bool] = False
+    # Opacity is 1 everywhere and there are no normals: no regulariser applies.
+    supported_regularisers: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(
+        self,
+        height: int = 32,
+        width: int = 32,
+        init: Tensor | None = None,
+        lr: float = DEFAULT_LR_PIXELS,
+    ) -> None:
         """init: optional starting image [3, H, W] or [1, 3, H, W] in [0, 1]."""
         super().__init__()
+        self.lr = lr
         if height < 1 or width < 1:
             raise SSD3DError(f"image height and width must be >= 1; got {height}x{width}")
         logits = torch.zeros(1, 3, height, width)
@@ -70,11 +83,29 @@ class ImageScene(nn.Module):
             directions=None,
         )
 
-    def param_groups(
-        self,
-        lr_density: float = DEFAULT_LR_DENSITY,
-        lr_albedo: float = DEFAULT_LR_ALBEDO,
-        lr_background: float = DEFAULT_LR_BACKGROUND,
-    ) -> list[dict[str, Any]]:
-        """One group, the pixels, at ``lr_albedo`` (pixels are colour); the others are unused."""
-        return _groups([("pixels", [self.logits], lr_albedo)])
+    @classmethod
+    def from_config(cls, cfg: Any) -> ImageScene:
+        """From a run's config: the camera's size, the albedo learning rate."""
+        return cls(cfg.camera.height, cfg.camera.width, lr=cfg.optim.lr_albedo)
+
+    @staticmethod
+    def describe(cfg: Any) -> str:
+        return f"image {cfg.camera.width}×{cfg.camera.height} px"
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        return named_groups({"pixels": [self.logits]}, {"pixels": self.lr})
+
+    def restructure(self, step: int) -> bool:
+        return False
+
+    def observe_gradients(self, step: int) -> None:
+        return None
+
+    def export_mesh(self, resolution: int) -> trimesh.Trimesh:
+        raise SSD3DError("a 2D image scene has no mesh")
+
+    def export_files(self, folder: Path) -> dict[str, Path]:
+        from ssd3d.export import save_png
+
+        image = (self.image()[0].detach().cpu().permute(1, 2, 0) * 255).round().byte().numpy()
+        return {"image": save_png(image, Path(folder) / "image.png")}

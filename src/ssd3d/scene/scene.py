@@ -1,35 +1,41 @@
-"""Scenes: what the distillation loop optimises, behind two methods.
+"""The Scene protocol: what the distillation loop, the exports and the benchmark ask of any
+representation, so that none of them asks which representation it is.
 
-``scene.render(cameras, shading, generator) -> RenderOutput`` and
-``scene.param_groups(lr_density, lr_albedo, lr_background) -> list[dict]`` for
-``torch.optim.Adam`` with one learning rate per group. Each group dict also carries a
-"name" key ("density", "albedo", "background", "pixels") for logging; Adam keeps extra keys.
+A representation lives in one module (``radiance.py``: a radiance field such as the voxel
+grid; ``image.py``: a 2D image) and is named in ``registry.py``. Parameter groups carry their
+own learning rates (from the representation's config) and a "name" for logging; Adam keeps
+the extra key.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import torch
-from torch import nn
+import trimesh
+from torch import Tensor, nn
 
-from ssd3d.scene.background import Background
 from ssd3d.scene.cameras import Cameras
-from ssd3d.scene.fields import RadianceField
-from ssd3d.scene.render import RenderConfig, RenderOutput, render
+from ssd3d.scene.render import RenderOutput
 from ssd3d.scene.shading import Shading
 
-# measured.md: lr 0.05 on a 24^3 grid forms a clean cube in 600 steps (48^3 wants 0.01).
-DEFAULT_LR_DENSITY = 0.05
-DEFAULT_LR_ALBEDO = 0.05
-# The background is a handful of SH coefficients seen by every pixel; a lower rate keeps it
-# from racing the object to explain the image.
-DEFAULT_LR_BACKGROUND = 0.01
+# The regularisers a scene may support (``ssd3d.scene.regularisers``).
+REGULARISERS = ("opacity_sparsity", "orientation", "opacity_entropy")
 
 
 @runtime_checkable
 class Scene(Protocol):
-    """What the loop needs from any representation (3D radiance field or 2D image)."""
+    """Any representation the loop can optimise (an ``nn.Module``: its ``state_dict`` is
+    what a checkpoint holds, and loading it restores any structural change)."""
+
+    # The value of ``representation`` in a run's config that builds it.
+    name: ClassVar[str]
+    # False for a 2D image: no views, so no view-dependent prompts and no mesh.
+    is_3d: ClassVar[bool]
+    # Names from REGULARISERS that mean something for this representation.
+    supported_regularisers: ClassVar[frozenset[str]]
 
     def render(
         self,
@@ -38,58 +44,51 @@ class Scene(Protocol):
         generator: torch.Generator | None = None,
     ) -> RenderOutput: ...
 
-    def param_groups(
-        self,
-        lr_density: float = DEFAULT_LR_DENSITY,
-        lr_albedo: float = DEFAULT_LR_ALBEDO,
-        lr_background: float = DEFAULT_LR_BACKGROUND,
-    ) -> list[dict[str, Any]]: ...
+    def param_groups(self) -> list[dict[str, Any]]:
+        """Adam groups ``{"params", "lr", "name"}``, learning rates from the scene's config."""
+        ...
+
+    def restructure(self, step: int) -> bool:
+        """Structural changes scheduled before ``step`` (grid growth, densification): True
+        when the parameters changed, so the loop rebuilds its optimiser."""
+        ...
+
+    def observe_gradients(self, step: int) -> None:
+        """After backward, before the optimiser step: gradient statistics (densification)."""
+        ...
+
+    def export_mesh(self, resolution: int) -> trimesh.Trimesh:
+        """The surface as a coloured, outward-wound mesh (SSD3DError when empty)."""
+        ...
+
+    def export_files(self, folder: Path) -> dict[str, Path]:
+        """Files only this representation writes (e.g. a splat .ply); {} when none."""
+        ...
 
 
-def _groups(named: list[tuple[str, list[nn.Parameter], float]]) -> list[dict[str, Any]]:
-    """Adam param groups, skipping empty ones (a solid background has no parameters)."""
+@runtime_checkable
+class VolumeScene(Scene, Protocol):
+    """A 3D scene that can be queried at points: what geometric metrics need."""
+
+    # The density level of the scene's surface (its mesh and its occupancy).
+    surface_level: float
+
+    def density(self, points: Tensor) -> Tensor:
+        """points [N, 3] -> density [N] >= 0."""
+        ...
+
+    def albedo(self, points: Tensor) -> Tensor:
+        """points [N, 3] -> albedo [N, 3] in [0, 1]."""
+        ...
+
+
+def named_groups(
+    parameters: Mapping[str, list[nn.Parameter]], lr: Mapping[str, float]
+) -> list[dict[str, Any]]:
+    """Adam param groups in ``parameters``' order, skipping empty ones (a solid background
+    has no parameters)."""
     return [
-        {"params": params, "lr": lr, "name": name} for name, params, lr in named if len(params) > 0
+        {"params": params, "lr": lr[name], "name": name}
+        for name, params in parameters.items()
+        if len(params) > 0
     ]
-
-
-class RadianceScene(nn.Module):
-    """A radiance field and a background, rendered with one ``RenderConfig``.
-
-    Its ``state_dict`` holds field and background (a grown voxel grid reloads at its grown
-    resolution). After ``field.grow(...)`` rebuild the optimiser from ``param_groups``.
-    """
-
-    def __init__(
-        self,
-        field: RadianceField,
-        background: Background,
-        config: RenderConfig = RenderConfig(),
-    ) -> None:
-        super().__init__()
-        self.field = field
-        self.background = background
-        self.config = config
-
-    def render(
-        self,
-        cameras: Cameras,
-        shading: Shading | None = None,
-        generator: torch.Generator | None = None,
-    ) -> RenderOutput:
-        """See ``ssd3d.scene.render.render``: jittered samples iff a generator is given."""
-        return render(self.field, cameras, self.background, self.config, shading, generator)
-
-    def param_groups(
-        self,
-        lr_density: float = DEFAULT_LR_DENSITY,
-        lr_albedo: float = DEFAULT_LR_ALBEDO,
-        lr_background: float = DEFAULT_LR_BACKGROUND,
-    ) -> list[dict[str, Any]]:
-        return _groups(
-            [
-                ("density", self.field.density_parameters(), lr_density),
-                ("albedo", self.field.albedo_parameters(), lr_albedo),
-                ("background", list(self.background.parameters()), lr_background),
-            ]
-        )

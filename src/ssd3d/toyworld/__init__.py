@@ -1,29 +1,21 @@
-"""ToyWorld: a closed world with ground truth (shapes with exact SDFs, colours, metrics).
+"""ToyWorld: a closed world with ground truth: shapes with exact SDFs, colours, prompts,
+the true object as a field, and its rendered dataset.
 
-The exact prior over ToyWorld's renders lives in ``ssd3d.priors.exact`` (it takes tensors
-and knows nothing of ToyWorld).
+What is measured against this world (the benchmark and its metrics) lives in
+``ssd3d.bench``; the models trained on it in ``ssd3d.models``.
 """
 
-from ssd3d.toyworld.metrics import (
-    DEFAULT_OCCUPANCY_THRESHOLD,
-    chamfer_distance,
-    colour_error,
-    iou_over_yaw,
-    psnr,
-    sample_surface,
-    score_object,
-)
 from ssd3d.toyworld.shapes import (
     SHAPE_RADIUS,
     SHAPES,
     UP_AXIS,
-    GroundTruthField,
     get_shape,
     rotate_yaw,
     sdf,
     surface_mesh,
     surface_points,
 )
+from ssd3d.toyworld.truth import GroundTruthField
 from ssd3d.toyworld.vocabulary import (
     COLOURS,
     VIEW_LABELS,
@@ -36,7 +28,6 @@ from ssd3d.toyworld.vocabulary import (
 
 __all__ = [
     "COLOURS",
-    "DEFAULT_OCCUPANCY_THRESHOLD",
     "SHAPE_RADIUS",
     "SHAPES",
     "UP_AXIS",
@@ -44,17 +35,11 @@ __all__ = [
     "GroundTruthField",
     "Prompt",
     "all_prompts",
-    "chamfer_distance",
-    "colour_error",
     "colour_rgb",
     "get_shape",
-    "iou_over_yaw",
     "make_prompt",
     "parse_prompt",
-    "psnr",
     "rotate_yaw",
-    "sample_surface",
-    "score_object",
     "sdf",
     "surface_mesh",
     "surface_points",

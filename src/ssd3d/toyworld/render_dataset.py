@@ -28,7 +28,7 @@ from ssd3d.scene import (
     view_labels,
 )
 from ssd3d.toyworld.dataset_format import ToyDataset
-from ssd3d.toyworld.shapes import GroundTruthField
+from ssd3d.toyworld.truth import GroundTruthField
 from ssd3d.toyworld.vocabulary import all_prompts, parse_prompt
 
 # Samples per ray for ground-truth renders: the true surface is a sharp step (width 0.01),

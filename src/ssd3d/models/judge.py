@@ -32,12 +32,12 @@ from torch import Tensor, nn
 
 from ssd3d.config import to_dict
 from ssd3d.errors import SSD3DError
+from ssd3d.models.unet import split_words
 from ssd3d.toyworld.dataset_format import (
     ToyDataset,
     read_safetensors,
     write_safetensors_atomic,
 )
-from ssd3d.toyworld.model import split_words
 
 JUDGE_FILENAME = "judge.safetensors"
 JUDGE_FORMAT = "ssd3d-toy-judge"
@@ -92,7 +92,7 @@ class JudgeConfig:
 
 def shipped_judge_path() -> Path:
     """Where the shipped judge lives inside the installed package."""
-    return Path(str(resources.files("ssd3d") / "toyworld" / "assets" / JUDGE_FILENAME))
+    return Path(str(resources.files("ssd3d") / "models" / "assets" / JUDGE_FILENAME))
 
 
 class JudgeNet(nn.Module):

@@ -7,11 +7,12 @@ import json
 import pytest
 import torch
 
+from ssd3d.models.judge import Judge, shipped_judge_path
+from ssd3d.models.prior_eval import evaluate_prior
+from ssd3d.models.unet import load_toy_prior, shipped_prior_path
 from ssd3d.pipeline.config import DEFAULT_PRIOR, GenerateConfig
-from ssd3d.priors.toy import ToyPrior, sample, shipped_prior_path
+from ssd3d.priors.toy import sample
 from ssd3d.toyworld import all_prompts
-from ssd3d.toyworld.judge import Judge, shipped_judge_path
-from ssd3d.toyworld.prior_eval import evaluate_prior
 from ssd3d.toyworld.render_dataset import SHADING_MIXES, DatasetConfig, render_dataset
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -20,14 +21,14 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 def test_the_toy_prior_ships_small_knows_the_vocabulary_and_is_the_default():
     assert DEFAULT_PRIOR == "toy" and GenerateConfig().prior == "toy"
     assert shipped_prior_path().stat().st_size <= 20 * 2**20  # the 20 MB cap
-    prior = ToyPrior.load()
+    prior = load_toy_prior()
     assert sorted(prior.prompts) == sorted(all_prompts())
     assert prior.metadata["created_by"].startswith("ssd3d toyworld train-prior")
 
 
 def test_the_toy_prior_draws_the_colour_it_is_asked_for():
     # Guided samples of two prompts that differ only in colour: the red one is redder.
-    prior = ToyPrior.load()
+    prior = load_toy_prior()
     images = sample(
         prior,
         ["a red sphere", "a blue sphere"],
@@ -46,7 +47,7 @@ def test_the_judge_recognises_what_the_shipped_prior_draws():
     prompts = ["a red cube", "a green mug", "a blue arrow", "a yellow wedge"]
     prompts += ["a purple torus", "a red cylinder"]
     scores = evaluate_prior(
-        ToyPrior.load(), Judge.load(), prompts, samples_per_prompt=6, steps=20, seed=0, chunk=6
+        load_toy_prior(), Judge.load(), prompts, samples_per_prompt=6, steps=20, seed=0, chunk=6
     )
     missed = [s.prompt for s in scores if not s.recognised]
     assert len(missed) <= 1, missed

@@ -35,14 +35,7 @@ from torch import Tensor
 
 from ssd3d.config import to_dict
 from ssd3d.errors import SSD3DError
-from ssd3d.priors.base import add_noise
-from ssd3d.process import StopRequest, torch_threads
-from ssd3d.toyworld.dataset_format import (
-    ToyDataset,
-    read_safetensors,
-    write_safetensors_atomic,
-)
-from ssd3d.toyworld.model import (
+from ssd3d.models.unet import (
     PAD_ID,
     NoiseSchedule,
     PromptTokenizer,
@@ -50,6 +43,13 @@ from ssd3d.toyworld.model import (
     UNetConfig,
     count_parameters,
     save_prior_file,
+)
+from ssd3d.priors.base import add_noise
+from ssd3d.process import StopRequest, torch_threads
+from ssd3d.toyworld.dataset_format import (
+    ToyDataset,
+    read_safetensors,
+    write_safetensors_atomic,
 )
 
 PRIOR_FILENAME = "toy_prior.safetensors"

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import torch
 
+from ssd3d.bench.metrics import colour_error, iou_over_yaw
 from ssd3d.pipeline.config import resolve_config
 from ssd3d.pipeline.run import prepare
 from ssd3d.priors.exact import ExactPrior
-from ssd3d.toyworld import colour_error, iou_over_yaw, surface_points
+from ssd3d.toyworld import surface_points
 from ssd3d.toyworld.render_dataset import DatasetConfig, render_dataset
 
 # The wedge: the blob starts far from it (IoU 0.33; a cube or a sphere starts at 0.68-0.75,

@@ -3,8 +3,7 @@ import math
 import pytest
 import torch
 
-from ssd3d.errors import SSD3DError
-from ssd3d.toyworld.metrics import (
+from ssd3d.bench.metrics import (
     chamfer_distance,
     colour_error,
     iou_over_yaw,
@@ -12,7 +11,9 @@ from ssd3d.toyworld.metrics import (
     sample_surface,
     score_object,
 )
-from ssd3d.toyworld.shapes import GroundTruthField, surface_mesh, surface_points
+from ssd3d.errors import SSD3DError
+from ssd3d.toyworld.shapes import surface_mesh, surface_points
+from ssd3d.toyworld.truth import GroundTruthField
 from ssd3d.toyworld.vocabulary import COLOURS
 
 RES = 48  # a coarser grid than the default keeps these tests fast

@@ -18,9 +18,15 @@ from safetensors.torch import load_file
 
 from ssd3d.config import apply_overrides, to_dict
 from ssd3d.errors import SSD3DError
-from ssd3d.toyworld import train_prior as tp
-from ssd3d.toyworld.dataset_format import synthetic_dataset
-from ssd3d.toyworld.model import (
+from ssd3d.models import train_prior as tp
+from ssd3d.models.train_prior import (
+    ConditioningSampler,
+    TrainPriorConfig,
+    ema_decay_at,
+    train_prior,
+    update_ema,
+)
+from ssd3d.models.unet import (
     PAD_ID,
     NoiseSchedule,
     PromptTokenizer,
@@ -29,13 +35,7 @@ from ssd3d.toyworld.model import (
     count_parameters,
     load_prior_file,
 )
-from ssd3d.toyworld.train_prior import (
-    ConditioningSampler,
-    TrainPriorConfig,
-    ema_decay_at,
-    train_prior,
-    update_ema,
-)
+from ssd3d.toyworld.dataset_format import synthetic_dataset
 
 VIEWS = ["front", "side", "back", "overhead"]
 TINY_UNET = UNetConfig(

@@ -1,8 +1,9 @@
 """The benchmark's report: mean ± std tables (markdown, and HTML in report.html) and the
 metric-against-steps figure.
 
-Everything here reads the ``results.json`` dict alone, so a table in the README is printed
-from the file (``scripts/bench_readme.py``), never typed by hand.
+Everything here reads the ``results.json`` dict alone, so a table in the docs is printed
+from the file (``scripts/``), never typed by hand. ``write_report`` hands the tables and the
+gallery to ``ssd3d.report.bench_page``, which draws them.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ssd3d.bench.results import RESULTS_FILE, read_results, selected_runs
+from ssd3d.bench.scoring import MULTI_FACE_SHAPES
 from ssd3d.report.page import Cell, Table
-from ssd3d.toyworld.bench import MULTI_FACE_SHAPES, selected_runs
 from ssd3d.toyworld.vocabulary import parse_prompt
 
 TABLE_FILE = "table.md"
@@ -409,15 +411,80 @@ def _palette(n: int) -> list:
     return [cmap(i % cmap.N) for i in range(n)]
 
 
-def write_report(out_dir: Path, data: dict) -> dict[str, Path]:
-    """table.md, metrics_vs_steps.png and report.html in ``out_dir``."""
+def gallery_table(out_dir: Path, data: dict) -> Table:
+    """Each run's orbit views (``run["image"]``, written by the benchmark) with its final IoU:
+    a row per prompt and seed, a column per estimator."""
+    cfg = data["config"]
+    labels = labels_in_order(data)
+    runs = {(r["label"], r["prompt"], r["seed"]): r for r in selected_runs(data)}
+    rows = []
+    for prompt in cfg["prompts"]:
+        for seed in cfg["seeds"]:
+            row = [Cell(f"{prompt}, seed {seed}")]
+            for label in labels:
+                row.append(_gallery_cell(out_dir, runs.get((label, prompt, seed))))
+            rows.append(row)
+    return Table("", ["prompt", *labels], rows)
+
+
+def _gallery_cell(out_dir: Path, run: dict | None) -> Cell:
+    if run is None:
+        return Cell("not run yet")
+    if run["status"] != "ok":
+        return Cell(f"failed at step {run['steps_done']} (see the notes)")
+    iou = run["checkpoints"][-1].get("iou", math.nan)
+    text = f"IoU {iou:.3f}"
+    src = run.get("image")
+    if not src or not (Path(out_dir) / src).is_file():
+        return Cell(f"{text} (no image)")
+    return Cell(text, src=src)
+
+
+def facts(data: dict) -> list[tuple[str, str]]:
+    """What the benchmark ran, for the top of its page."""
+    cfg = data["config"]
+    machine = data.get("machine", {})
+    judge = data.get("judge", {})
+    out = [
+        ("prior", cfg["prior"] + (f" ({cfg['model']})" if cfg.get("model") else "")),
+        ("steps per run", str(cfg["steps"])),
+        ("prompts", "; ".join(cfg["prompts"])),
+        ("seeds", ", ".join(map(str, cfg["seeds"]))),
+        ("estimators", str(len(cfg["estimators"]))),
+        ("overrides", " ".join(cfg["overrides"]) or "none"),
+        ("judge", "yes" if judge.get("available") else "none"),
+    ]
+    if "last_wall_seconds" in data:
+        out.append(("wall time", f"{data['last_wall_seconds'] / 60:.1f} min (last invocation)"))
+    if machine:
+        out.append(("machine", f"{machine.get('device', 'cpu')}, torch {machine.get('torch')}"))
+    return out
+
+
+def write_report(out_dir: Path, data: dict | None = None) -> dict[str, Path]:
+    """table.md, metrics_vs_steps.png and report.html in ``out_dir`` (from its results.json
+    when ``data`` is not given)."""
     from ssd3d.export._atomic import atomic_write_bytes
-    from ssd3d.report.bench_page import write_bench_report  # it imports this module
+    from ssd3d.report.bench_page import write_bench_report
 
     out_dir = Path(out_dir)
+    if data is None:
+        data = read_results(out_dir / RESULTS_FILE)
     table = atomic_write_bytes(out_dir / TABLE_FILE, markdown_table(data).encode())
     plot = plot_metrics_vs_steps(data, out_dir / PLOT_FILE)
-    return {"table": table, "plot": plot, "html": write_bench_report(out_dir, data)}
+    summary = summary_table(data)
+    html = write_bench_report(
+        out_dir,
+        title=summary.title,
+        facts=facts(data),
+        summary=summary,
+        notes=[note.replace("`", "") for note in notes(data)],
+        per_prompt=per_prompt_table(data, "iou"),
+        gallery=gallery_table(out_dir, data),
+        plot=PLOT_FILE,
+        files=[RESULTS_FILE, TABLE_FILE, PLOT_FILE],
+    )
+    return {"table": table, "plot": plot, "html": html}
 
 
 __all__ = [
@@ -425,6 +492,8 @@ __all__ = [
     "Summary",
     "aggregate",
     "curves",
+    "facts",
+    "gallery_table",
     "markdown_table",
     "notes",
     "per_prompt_markdown",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ssd3d.toyworld.prior_eval import judge_samples, score_predictions, summarise
+from ssd3d.models.prior_eval import judge_samples, score_predictions, summarise
 
 
 def test_majority_vote_decides_and_shape_colour_are_counted_apart():

@@ -10,12 +10,7 @@ import math
 import imageio.v3 as iio
 import pytest
 
-from ssd3d.errors import SSD3DError
-from ssd3d.priors.exact import UNCONDITIONAL, ExactPrior
-from ssd3d.priors.toy import shipped_prior_path
-from ssd3d.scene import RenderConfig, SolidBackground
-from ssd3d.scene.scene import RadianceScene
-from ssd3d.toyworld.bench import (
+from ssd3d.bench import (
     QUICK_ESTIMATORS,
     EvalConfig,
     Scorer,
@@ -26,9 +21,14 @@ from ssd3d.toyworld.bench import (
     prior_weights,
     run_bench,
 )
-from ssd3d.toyworld.bench_report import Summary, aggregate, markdown_table
+from ssd3d.bench.tables import Summary, aggregate, markdown_table
+from ssd3d.errors import SSD3DError
+from ssd3d.models.unet import shipped_prior_path
+from ssd3d.priors.exact import UNCONDITIONAL, ExactPrior
+from ssd3d.scene import RenderConfig, SolidBackground
+from ssd3d.scene import RadianceScene
 from ssd3d.toyworld.render_dataset import GROUND_TRUTH_SAMPLES, DatasetConfig, render_dataset
-from ssd3d.toyworld.shapes import GroundTruthField
+from ssd3d.toyworld.truth import GroundTruthField
 
 RES = 16  # pixels of the tiny dataset and of every render in these tests
 PROMPTS = ["a green cube", "a yellow wedge"]

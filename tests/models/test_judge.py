@@ -9,9 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from ssd3d.errors import SSD3DError
-from ssd3d.toyworld import judge as judge_module
-from ssd3d.toyworld.dataset_format import ToyDataset, synthetic_dataset
-from ssd3d.toyworld.judge import (
+from ssd3d.models import judge as judge_module
+from ssd3d.models.judge import (
     Judge,
     JudgeConfig,
     JudgeNet,
@@ -19,6 +18,7 @@ from ssd3d.toyworld.judge import (
     gaussian_blur,
     train_judge,
 )
+from ssd3d.toyworld.dataset_format import ToyDataset, synthetic_dataset
 
 RES = 16
 

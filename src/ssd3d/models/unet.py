@@ -24,6 +24,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import NamedTuple
 
@@ -40,6 +41,7 @@ from ssd3d.priors.base import (
     BetaSchedule,
     make_alphas_cumprod,
 )
+from ssd3d.priors.toy import ToyPrior
 
 # Words of a prompt: letters, digits, "_" and "-" (ToyWorld shape names may hold a hyphen);
 # punctuation such as the comma before a view suffix carries no information and is dropped.
@@ -404,3 +406,32 @@ def load_prior_file(path: str | Path, device: str | torch.device = "cpu") -> Pri
         raise SSD3DError(f"toy prior {path}: weights do not fit its config ({first})") from None
     unet.requires_grad_(False).eval().to(device)
     return PriorFile(unet, tokenizer, schedule, int(meta["resolution"]), meta)
+
+
+SHIPPED_PRIOR = "toy_prior.safetensors"
+
+
+def shipped_prior_path() -> Path:
+    """Where the shipped weights live inside the installed package."""
+    return Path(str(resources.files("ssd3d") / "models" / "assets" / SHIPPED_PRIOR))
+
+
+def load_toy_prior(path: str | Path | None = None, device: str | torch.device = "cpu"):
+    """The ``DiffusionPrior`` adapter of a toy prior file; ``None`` loads the shipped one."""
+    if path is None:
+        path = shipped_prior_path()
+        if not path.is_file():
+            raise SSD3DError(
+                f"the shipped toy prior is missing ({path}); train one with "
+                "`ssd3d toyworld train-prior DATASET --out DIR` and copy "
+                f"DIR/{SHIPPED_PRIOR} there, or pass its path"
+            )
+    loaded = load_prior_file(path, device)
+    return ToyPrior(
+        loaded.unet,
+        loaded.tokenizer,
+        loaded.schedule.alphas_cumprod(),
+        loaded.resolution,
+        loaded.metadata,
+        device,
+    )

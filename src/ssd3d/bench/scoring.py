@@ -1,0 +1,110 @@
+"""Scoring a scene against the true object of its prompt: every metric of a checkpoint."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ssd3d.bench.config import EvalConfig
+from ssd3d.bench.metrics import psnr, score_object
+from ssd3d.errors import SSD3DError
+from ssd3d.scene import VolumeScene
+from ssd3d.toyworld.truth import GroundTruthField
+from ssd3d.toyworld.vocabulary import parse_prompt
+
+# Shapes whose front and back views differ, so a view classifier can tell a Janus object
+# (shapes.py: the asymmetric shapes point along +y). The cube is not yaw-symmetric but
+# looks the same every 90 degrees, so its view labels are chance, like the sphere's.
+MULTI_FACE_SHAPES = ("wedge", "arrow", "mug")
+
+
+def load_judge(path: str | None = None, device: str = "cpu"):
+    """(judge or None, why not): a missing or unreadable judge is not an error here."""
+    try:
+        from ssd3d.models.judge import Judge as ToyJudge  # loads torch weights: only when asked
+
+        return ToyJudge.load(path, device=device), ""
+    except SSD3DError as e:
+        return None, str(e)
+
+
+class Scorer:
+    """Scores scenes of one benchmark; caches the true renders per (prompt, yaw, camera)."""
+
+    def __init__(self, eval_config: EvalConfig, judge=None) -> None:
+        self.cfg = eval_config
+        self.judge = judge
+        self._truth: dict[tuple, torch.Tensor] = {}
+
+    def cameras(self, width: int, height: int, device):
+        from ssd3d.scene import orbit_cameras
+
+        return orbit_cameras(self.cfg.views, width=width, height=height, device=device)
+
+    def truth(self, prompt: str, yaw_deg: float, cameras) -> torch.Tensor:
+        """Renders [V, 3, H, W] of the true object turned by ``yaw_deg`` (cached)."""
+        from ssd3d.scene import RenderConfig, SolidBackground, fixed_shading, render
+        from ssd3d.toyworld.render_dataset import GROUND_TRUTH_SAMPLES
+
+        key = (prompt, float(yaw_deg), cameras.width, cameras.height, str(cameras.device))
+        if key not in self._truth:
+            gt = GroundTruthField.from_prompt(prompt, yaw_deg=yaw_deg).to(cameras.device)
+            shading = fixed_shading(self.cfg.shading, cameras)
+            # Rendered on white like the dataset; a run's background only differs if
+            # overridden, and then it is part of what is scored.
+            with torch.no_grad():
+                out = render(
+                    gt, cameras, SolidBackground(), RenderConfig(GROUND_TRUTH_SAMPLES), shading
+                )
+            self._truth[key] = out.rgb.clamp(0, 1).cpu()
+        return self._truth[key]
+
+    @torch.no_grad()
+    def score(self, scene: VolumeScene, prompt: str, width: int, height: int) -> dict[str, float]:
+        """Every metric of ``scene`` against ``prompt``'s true object."""
+        from ssd3d.export import extract_mesh
+        from ssd3d.scene import fixed_shading, view_labels
+
+        c = self.cfg
+        device = next(iter(scene.state_dict().values())).device
+        try:
+            mesh = extract_mesh(
+                scene.density,
+                None,
+                resolution=c.mesh_resolution,
+                threshold=c.threshold,
+                device=device,
+            )
+        except SSD3DError:  # nothing above the threshold: Chamfer is inf
+            mesh = torch.zeros(0, 3)
+        metrics = score_object(
+            scene.density,
+            scene.albedo,
+            prompt,
+            surface=mesh,
+            threshold=c.threshold,
+            resolution=c.iou_resolution,
+            n_yaw=c.n_yaw,
+            n_surface=c.n_surface,
+            generator=torch.Generator().manual_seed(c.seed),
+            device=device,
+        )
+        metrics.pop("threshold")
+        cameras = self.cameras(width, height, device)
+        renders = scene.render(cameras, fixed_shading(c.shading, cameras)).rgb.clamp(0, 1).cpu()
+        metrics["psnr"] = psnr(renders, self.truth(prompt, metrics["yaw_deg"], cameras))
+        metrics["psnr_yaw0"] = psnr(renders, self.truth(prompt, 0.0, cameras))
+        metrics["r_precision"] = metrics["multi_face"] = math.nan
+        if self.judge is not None:
+            try:
+                metrics["r_precision"] = self.judge.r_precision(renders, prompt)
+            except SSD3DError:  # a prompt the judge was not trained on
+                pass
+            if parse_prompt(prompt).shape in MULTI_FACE_SHAPES:
+                labels = [self.judge.view_names.index(v) for v in view_labels(cameras)]
+                metrics["multi_face"] = self.judge.multi_face_score(renders, torch.tensor(labels))
+        return {k: float(v) for k, v in metrics.items()}
+
+
+__all__ = ["MULTI_FACE_SHAPES", "Scorer", "load_judge"]
