@@ -1,5 +1,5 @@
-"""Run one `ssd3d bench` grid as several processes side by side, then merge: the README's
-ToyWorld tables on a many-core machine or one GPU, without a cluster.
+"""Run one `ssd3d bench` grid as several processes side by side, then merge: the
+ToyWorld tables of docs/results/ on a many-core machine or one GPU, without a cluster.
 
     python benchmarks/toyworld_bench.py --prior exact --seeds 3 --parts 4 --out results/bench/exact
     python benchmarks/toyworld_bench.py --prior toy --seeds 3 --parts 4 --out results/bench/toy device=cuda

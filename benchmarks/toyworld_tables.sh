@@ -11,7 +11,7 @@
 # growth) and that also without opacity sparsity (vocabulary-no-sparsity).
 # The committed results/bench/gpu-prior folders predate --model: remake them into another OUT.
 # PARTS processes per table (default 4). Each folder continues where it stopped when the
-# command runs again. Then: bash scripts/update_readme.sh tables.
+# command runs again. Then: bash scripts/update_results.sh tables.
 set -euo pipefail
 out=${1:-results/bench}
 shift || true

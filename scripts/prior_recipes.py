@@ -1,4 +1,4 @@
-"""Tabulate benchmarks/prior_recipes.sh's eval-prior JSONs (markdown, for the README):
+"""Tabulate benchmarks/prior_recipes.sh's eval-prior JSONs (markdown, for the model card):
 
 python scripts/prior_recipes.py [results/prior_recipes]
 """
