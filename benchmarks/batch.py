@@ -118,7 +118,7 @@ def main() -> None:
             ray.shutdown()
 
     same = all(seq["digests"] == r["digests"] for r in on_ray)
-    # Markdown, so that the README's section is this output (scripts/update_readme.sh batch).
+    # Markdown, so that docs/results/batch.md's section is this output (update_results.sh batch).
     print(
         f"\n{args.jobs} jobs of {args.steps} steps, one torch thread each, on "
         f"{os.cpu_count()} CPUs (load average {load_start:.1f} at the start, "

@@ -4,13 +4,13 @@
 # `eval-prior` with two sampling seeds:
 #   bash benchmarks/prior_cpu_hour.sh DATASET [OUT] [key=value ...]
 # DATASET: `ssd3d toyworld render-dataset` output (the default one is in ~/.cache/ssd3d).
-# OUT (default benchmarks/results/prior_recipes/cpu-hour) gets eval_STEPS_leading[_seedN].json
+# OUT (default results/prior_recipes/cpu-hour) gets eval_STEPS_leading[_seedN].json
 # (tabulate: python scripts/prior_recipes.py); the priors stay in $WORK (default
 # /tmp/prior_cpu_hour). STAGES (default "3000 4000") are cumulative steps: the training
 # wall time the card reports is the sum over stages, evaluation excluded.
 set -euo pipefail
 data=${1:?usage: bash benchmarks/prior_cpu_hour.sh DATASET [OUT] [key=value ...]}
-out=${2:-benchmarks/results/prior_recipes/cpu-hour}
+out=${2:-results/prior_recipes/cpu-hour}
 shift $(( $# < 2 ? $# : 2 ))
 work=${WORK:-/tmp/prior_cpu_hour}
 ssd3d=(python3 -m ssd3d.cli toyworld)

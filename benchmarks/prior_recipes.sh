@@ -3,14 +3,14 @@
 # side by side, stage by stage (resumed), and scores every stage with `eval-prior`:
 #   DEVICE=cuda bash benchmarks/prior_recipes.sh DATASET [OUT] [SECONDS]
 # DATASET: `ssd3d toyworld render-dataset` output (the default one is in ~/.cache/ssd3d).
-# OUT (default benchmarks/results/prior_recipes) gets RUN/eval_STEPS_SPACING.json; the
+# OUT (default results/prior_recipes) gets RUN/eval_STEPS_SPACING.json; the
 # priors stay in $WORK (default /tmp/prior_recipes). SECONDS (default 430) bounds the
 # training: a stage still running then is stopped. Tabulate: python scripts/prior_recipes.py.
 # The committed results come from an H200 (four runs sharing it, ~22 steps/s each); on a
 # 2-core CPU each run takes about an hour per 4000 steps.
 set -uo pipefail
 data=${1:?usage: bash benchmarks/prior_recipes.sh DATASET [OUT] [SECONDS]}
-out=${2:-benchmarks/results/prior_recipes}
+out=${2:-results/prior_recipes}
 deadline=$(( $(date +%s) + ${3:-430} ))
 device=${DEVICE:-cuda}
 work=${WORK:-/tmp/prior_recipes}

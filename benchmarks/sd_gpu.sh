@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Stable Diffusion step time and memory on a GPU, for the README and issue 6:
-#   bash benchmarks/sd_gpu.sh [OUT_DIR]      (default benchmarks/results)
+# Stable Diffusion step time and memory on a GPU, for docs/results/sd-gpu.md:
+#   bash benchmarks/sd_gpu.sh [OUT_DIR]      (default results/sd)
 # Uses SD 2.1-base's architecture with random weights (benchmarks/sd_step.py --random
 # sd2.1-base): the same compute and memory as the real checkpoint, and no download, so it
 # runs on a machine without internet. Each result JSON records the device.
 set -euo pipefail
-out=${1:-benchmarks/results}
+out=${1:-results/sd}
 folder=${SSD3D_RANDOM_SD:-/tmp/ssd3d_random_sd2.1-base}
 bench=(python benchmarks/sd_step.py --random sd2.1-base --random-folder "$folder" --device cuda)
 # The preset (configs/stable-diffusion.yaml) as `ssd3d generate` runs it, step by step.

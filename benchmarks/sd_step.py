@@ -45,7 +45,7 @@ from ssd3d.priors.stable_diffusion import (
     save_tiny_pipeline,
 )
 
-RESULTS = Path(__file__).parent / "results"
+RESULTS = Path(__file__).resolve().parent.parent / "results" / "sd"
 # threestudio dreamfusion-sd preset: 64x64 renders, batch 1, prompt as its example.
 DEFAULT_RESOLUTION = 64
 DEFAULT_PROMPT = "a delicious hamburger"
@@ -205,7 +205,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=None, help="JSON file; a bare name goes to benchmarks/results/")
+    p.add_argument("--out", default=None, help="JSON file; a bare name goes to results/sd/")
     return p.parse_args(argv)
 
 

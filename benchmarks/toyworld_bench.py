@@ -1,10 +1,10 @@
-"""Run one `ssd3d bench` grid as several processes side by side, then merge: the README's
-ToyWorld tables on a many-core machine or one GPU, without a cluster.
+"""Run one `ssd3d bench` grid as several processes side by side, then merge: the
+ToyWorld tables of docs/results/ on a many-core machine or one GPU, without a cluster.
 
-    python benchmarks/toyworld_bench.py --prior exact --seeds 3 --parts 4 --out bench/exact
-    python benchmarks/toyworld_bench.py --prior toy --seeds 3 --parts 4 --out bench/toy device=cuda
+    python benchmarks/toyworld_bench.py --prior exact --seeds 3 --parts 4 --out results/bench/exact
+    python benchmarks/toyworld_bench.py --prior toy --seeds 3 --parts 4 --out results/bench/toy device=cuda
     python benchmarks/toyworld_bench.py --prior toy --estimators ssd --prompts all --steps 600 \\
-        --parts 4 --out bench/vocabulary       # the default `ssd3d generate` over the vocabulary
+        --parts 4 --out results/bench/vocabulary       # the default `ssd3d generate` over the vocabulary
 
 The grid (estimators x prompts) is split along its longer list into ``--parts`` slices, each
 run by `ssd3d bench` in its own process into ``OUT/parts/<i>``; the parts are merged into

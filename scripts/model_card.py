@@ -22,6 +22,7 @@ from safetensors import safe_open
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("prior")
+    parser.add_argument("--title", default="ToyWorld prior (shipped)", help="the card's heading")
     parser.add_argument("--grid", default=None, help="sample grid PNG to show (relative path)")
     parser.add_argument("--dataset", default="ssd3d toyworld render-dataset (defaults)")
     parser.add_argument("--hardware", default="a 2-core CPU", help="where it was trained")
@@ -40,7 +41,7 @@ def main() -> None:
     prompts = json.loads(meta["prompts"])
     losses = json.loads(meta.get("losses", "[]"))
     last_loss = losses[-1][1] if losses and isinstance(losses[-1], list) else losses[-1:]
-    print("# ToyWorld prior (shipped)\n")
+    print(f"# {args.title}\n")
     print(
         "A small text-conditional pixel-space diffusion UNet (epsilon prediction, Stable "
         "Diffusion's scaled-linear betas) trained on ToyWorld renders; the `toy` prior.\n"

@@ -1,6 +1,6 @@
-"""Tabulate benchmarks/prior_recipes.sh's eval-prior JSONs (markdown, for the README):
+"""Tabulate benchmarks/prior_recipes.sh's eval-prior JSONs (markdown, for the model card):
 
-python scripts/prior_recipes.py [benchmarks/results/prior_recipes]
+python scripts/prior_recipes.py [results/prior_recipes]
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def table(root: Path) -> str:
 
 
 def main() -> None:
-    print(table(Path(sys.argv[1] if len(sys.argv) > 1 else "benchmarks/results/prior_recipes")))
+    print(table(Path(sys.argv[1] if len(sys.argv) > 1 else "results/prior_recipes")))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Screenshots of a run report, a benchmark report and the app, for the README.
+"""Screenshots of a run report, a benchmark report and the app, for the README and docs/reports.md.
 
     python scripts/screenshots.py [--run DIR] [--bench DIR] [--out docs/figures]
 
@@ -39,7 +39,7 @@ def ssd3d(*args: str) -> None:
 
 
 def save(png: bytes, path: Path, height: int | None = None) -> None:
-    """The screenshot cropped to ``height`` and reduced to 256 colours (README-sized)."""
+    """The screenshot cropped to ``height`` and reduced to 256 colours (page-sized)."""
     import io
 
     image = Image.open(io.BytesIO(png)).convert("RGB")

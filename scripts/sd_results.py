@@ -1,6 +1,6 @@
-"""Markdown table of Stable Diffusion step timings from benchmarks/results/sd_*.json.
+"""Markdown table of Stable Diffusion step timings from results/sd/sd_*.json.
 
-python scripts/sd_results.py | python scripts/readme_section.py sd
+python scripts/sd_results.py | python scripts/results_section.py sd
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
+RESULTS = Path(__file__).resolve().parent.parent / "results" / "sd"
 
 
 def row(result: dict) -> str:

@@ -335,7 +335,7 @@ def test_cli_bench_rejects_bad_estimator_before_running(tmp_path):
     assert not (tmp_path / "b").exists()
 
 
-def test_readme_script_prints_one_table_or_two_side_by_side(tmp_path, capsys):
+def test_tables_script_prints_one_table_or_two_side_by_side(tmp_path, capsys):
     import runpy
     from pathlib import Path
 
@@ -343,7 +343,7 @@ def test_readme_script_prints_one_table_or_two_side_by_side(tmp_path, capsys):
     for name in ("exact", "toy"):
         (tmp_path / name).mkdir()
         (tmp_path / name / "results.json").write_text(json.dumps(data))
-    script = Path(__file__).parents[2] / "scripts" / "bench_readme.py"
+    script = Path(__file__).parents[2] / "scripts" / "bench_tables.py"
     main = runpy.run_path(str(script))["main"]
     assert main([str(tmp_path / "exact")]) == 0
     assert capsys.readouterr().out == markdown_table(data)

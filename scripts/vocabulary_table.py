@@ -1,9 +1,10 @@
 """The default `ssd3d generate` over ToyWorld's whole vocabulary, against the issue's goals,
-as markdown for the README:
+as markdown for docs/results/vocabulary.md:
 
     python benchmarks/toyworld_bench.py --prior toy --estimators ssd --prompts all \\
-        --steps 600 --out bench/vocabulary
-    python scripts/vocabulary_readme.py bench/vocabulary | python scripts/readme_section.py vocabulary
+        --steps 600 --out results/bench/vocabulary
+    python scripts/vocabulary_table.py results/bench/vocabulary \
+        | python scripts/results_section.py vocabulary
 
 ``--compare FOLDER --compare-name TEXT`` adds a row per other run of the same grid (e.g. the
 vocabulary without a setting the default now has) under the goals table.

@@ -1,9 +1,9 @@
-"""Print the benchmark's markdown table(s) from results.json, for the README.
+"""Print the benchmark's markdown table(s) from results.json, for docs/results/.
 
-    python scripts/bench_readme.py bench/exact              # one table, with its notes
-    python scripts/bench_readme.py bench/exact bench/toy    # side by side, one column per folder
+    python scripts/bench_tables.py results/bench/exact     # one table, with its notes
+    python scripts/bench_tables.py results/bench/exact results/bench/toy   # side by side
 
-Every figure comes from the results file, so no number in the README is typed by hand.
+Every figure comes from the results file, so no number in the docs is typed by hand.
 """
 
 from __future__ import annotations

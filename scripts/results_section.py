@@ -1,0 +1,59 @@
+"""Replace a generated section of a results page: ``<!-- BEGIN name -->`` … ``<!-- END name -->``.
+
+    python scripts/sim_results.py outputs/simulate/metrics.json \
+        | python scripts/results_section.py simulations
+
+Each section lives in one page under docs/results/ (``SECTIONS``); ``--file`` writes one
+into another page (a model card, say). Figures in the docs come from commands like this
+one, never from hand edits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS_DOCS = ROOT / "docs" / "results"
+# Section name -> the page under docs/results/ that holds it.
+SECTIONS = {
+    "vocabulary": "vocabulary.md",
+    "bench-priors": "toyworld-priors.md",
+    "bench": "toyworld-ablations.md",
+    "smoothing": "exact-smoothing.md",
+    "bench-smoothing": "exact-smoothing.md",
+    "simulations": "simulations.md",
+    "sd": "sd-gpu.md",
+    "batch": "batch.md",
+}
+
+
+def section_file(name: str) -> Path:
+    """The page that holds section ``name``."""
+    if name not in SECTIONS:
+        known = ", ".join(sorted(SECTIONS))
+        raise SystemExit(f"error: unknown section '{name}' (known: {known}); or pass --file")
+    return RESULTS_DOCS / SECTIONS[name]
+
+
+def replace_section(text: str, name: str, body: str) -> str:
+    begin, end = f"<!-- BEGIN {name} -->", f"<!-- END {name} -->"
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.DOTALL)
+    if not pattern.search(text):
+        raise SystemExit(f"error: no '{begin}' … '{end}' section")
+    return pattern.sub(lambda _: f"{begin}\n{body.strip()}\n{end}", text)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("name", help="section name")
+    parser.add_argument("--file", type=Path, help="the page to write (default: the section's)")
+    args = parser.parse_args(argv)
+    path = args.file or section_file(args.name)
+    path.write_text(replace_section(path.read_text(), args.name, sys.stdin.read()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Regenerate every figure and table of docs/results/ (and the README's pictures) from the
+# commands that produce them:
+#   bash scripts/update_results.sh [sim] [generate] [bench] [tables] [smoothing] [sd] [batch]
+#                                  [screenshots] [cards]               (default: all)
+# Each table lands between its markers in its docs/results/*.md page (scripts/results_section.py).
+# tables reads results/bench/{toy,exact-seeds,exact-smoothed,vocabulary} and
+# results/bench/gpu-prior/vocabulary*, made by GPU_PRIOR=1 bash benchmarks/toyworld_tables.sh;
+# sd only tabulates results/sd/sd_*.json: run benchmarks/sd_gpu.sh on a GPU first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+parts=("${@:-sim generate bench tables smoothing sd batch screenshots cards}")
+parts=(${parts[*]})
+section=(python scripts/results_section.py)
+bench=results/bench
+mkdir -p docs/figures
+for part in "${parts[@]}"; do
+  case "$part" in
+    sim)
+      ssd3d simulate --out outputs/simulate
+      python scripts/sim_results.py outputs/simulate/metrics.json | "${section[@]}" simulations
+      cp outputs/simulate/overlapping.png outputs/simulate/variance.png docs/figures/
+      ;;
+    generate)
+      rm -rf outputs/readme
+      ssd3d generate "a red cube" --out outputs/readme --quiet
+      cp outputs/readme/a-red-cube/contact_sheet.png docs/figures/contact_sheet_red_cube.png
+      ;;
+    bench)
+      python scripts/bench_tables.py $bench/exact | "${section[@]}" bench
+      ;;
+    tables)
+      python scripts/bench_tables.py $bench/toy $bench/exact-seeds --names toy,exact \
+        | "${section[@]}" bench-priors
+      python scripts/bench_tables.py $bench/exact-seeds $bench/exact-smoothed \
+        --names exact,exact-smoothed | "${section[@]}" bench-smoothing
+      python scripts/vocabulary_table.py $bench/vocabulary \
+        --compare $bench/gpu-prior/vocabulary --compare-name "GPU prior: the same preset" \
+        --compare $bench/gpu-prior/vocabulary-24 \
+        --compare-name "GPU prior: 24³ grid throughout, lr_density 0.05" \
+        --compare $bench/gpu-prior/vocabulary-no-sparsity \
+        --compare-name "GPU prior: 24³ throughout, no opacity sparsity (regularisers.opacity_sparsity=0)" \
+        | "${section[@]}" vocabulary
+      ;;
+    smoothing)
+      { echo '```'; python benchmarks/exact_smoothing.py; echo '```'; } | "${section[@]}" smoothing
+      ;;
+    sd)
+      python scripts/sd_results.py | "${section[@]}" sd
+      ;;
+    batch)
+      python benchmarks/batch.py | "${section[@]}" batch
+      ;;
+    screenshots)
+      python scripts/screenshots.py
+      ;;
+    cards)
+      card=models/toy-prior-gpu8000
+      python scripts/model_card.py $card/toy_prior_gpu8000.safetensors \
+        --title "ToyWorld prior trained on a GPU (shipped before the CPU-trained one)" \
+        --hardware "one NVIDIA H200" --device cuda \
+        --eval results/prior_recipes/base/eval_8000_leading.json \
+        | "${section[@]}" card --file $card/MODEL_CARD.md
+      ;;
+    *) echo "unknown part: $part" >&2; exit 2 ;;
+  esac
+done

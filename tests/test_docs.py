@@ -1,0 +1,47 @@
+"""The docs' generated sections and links: every section has its page, every link a target."""
+
+from __future__ import annotations
+
+import re
+import runpy
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = runpy.run_path(str(ROOT / "scripts" / "results_section.py"))
+# [text](target) links, leaving out web addresses and in-page anchors.
+LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
+
+
+def pages() -> list[Path]:
+    return [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+
+
+def test_every_section_is_marked_once_in_its_page():
+    for name, page in SCRIPT["SECTIONS"].items():
+        text = (ROOT / "docs" / "results" / page).read_text()
+        assert text.count(f"<!-- BEGIN {name} -->") == 1, (name, page)
+        assert text.count(f"<!-- END {name} -->") == 1, (name, page)
+
+
+def test_replace_section_keeps_the_rest_and_refuses_a_missing_section():
+    text = "intro\n<!-- BEGIN t -->\nold\n<!-- END t -->\nafter\n"
+    new = SCRIPT["replace_section"](text, "t", "new table\n")
+    assert new == "intro\n<!-- BEGIN t -->\nnew table\n<!-- END t -->\nafter\n"
+    with pytest.raises(SystemExit):
+        SCRIPT["replace_section"](text, "other", "x")
+
+
+@pytest.mark.parametrize("page", pages(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_relative_links_point_at_files(page):
+    for target in LINK.findall(page.read_text()):
+        if "://" in target or target.startswith("mailto:"):
+            continue
+        assert (page.parent / target).exists(), f"{page.relative_to(ROOT)}: {target}"
+
+
+def test_readme_test_command_is_what_ci_runs():
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    command = ci[ci.index("# README's test command, verbatim:") + 1]
+    assert command in (ROOT / "README.md").read_text()
