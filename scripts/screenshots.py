@@ -26,7 +26,8 @@ from pathlib import Path
 from PIL import Image
 
 from ssd3d.report.browser import PageProblems, chromium
-from ssd3d.report.serve import address, ensure_report, make_server
+from ssd3d.commands.view import ensure_report
+from ssd3d.report.serve import address, make_server
 
 WIDTH = 1280
 LOAD_TIMEOUT_MS = 120_000

@@ -1,4 +1,4 @@
-"""Estimators against their closed forms (method.md), per-sample behaviour, bad input."""
+"""Estimators against their closed forms (docs/method.md), per-sample behaviour, bad input."""
 
 import pytest
 import torch

@@ -22,7 +22,7 @@ from ssd3d.export.mesh import DEFAULT_DENSITY_THRESHOLD, AlbedoFn, DensityFn
 from ssd3d.toyworld.shapes import SHAPE_RADIUS, get_shape, rotate_yaw, sdf, surface_points
 from ssd3d.toyworld.vocabulary import colour_rgb, parse_prompt
 
-# Generated occupancy is density > the mesh exporter's iso-level (measured.md: "density > 1
+# Generated occupancy is density > the mesh exporter's iso-level (docs/measurements.md: "density > 1
 # to 2 was best"), so the scored mesh and the scored occupancy are the same surface. (A
 # GroundTruthField is exactly its shape at threshold = field.surface_density.)
 DEFAULT_OCCUPANCY_THRESHOLD = DEFAULT_DENSITY_THRESHOLD

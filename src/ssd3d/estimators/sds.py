@@ -15,7 +15,7 @@ from ssd3d.estimators.weighting import check_weighting, weight
 class SDS(Estimator):
     """``g = w(t) (eps_cfg - eps)``
 
-    ``= w(t) [omega h + eps_cond - eps]`` with omega = s - 1: the three terms of method.md with
+    ``= w(t) [omega h + eps_cond - eps]`` with omega = s - 1: the three terms of docs/method.md with
     the variance-reducing coefficient fixed to 1.
     """
 

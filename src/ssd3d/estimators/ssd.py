@@ -1,4 +1,4 @@
-"""Stable Score Distillation (Tang, Wang, Wu, Zhang; arXiv 2312.09305), as in method.md."""
+"""Stable Score Distillation (Tang, Wang, Wu, Zhang; arXiv 2312.09305), as in docs/method.md."""
 
 from __future__ import annotations
 

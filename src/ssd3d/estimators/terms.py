@@ -1,6 +1,6 @@
 """The pieces every estimator is built from, each written once.
 
-Notation (method.md): ``h = eps_cond - eps_uncond`` (mode-disengaging),
+Notation (docs/method.md): ``h = eps_cond - eps_uncond`` (mode-disengaging),
 ``eps_cond`` (mode-seeking), ``-c * eps`` (variance-reducing, SDS fixes c = 1).
 """
 
@@ -33,12 +33,12 @@ def classifier_free_guidance(eps_cond: Tensor, eps_uncond: Tensor, guidance_scal
 
 
 def mode_disengaging(eps_cond: Tensor, eps_uncond: Tensor) -> Tensor:
-    """``h = eps_cond - eps_uncond``: an implicit classifier's direction (method.md, term 1)."""
+    """``h = eps_cond - eps_uncond``: an implicit classifier's direction (docs/method.md, term 1)."""
     return eps_cond - eps_uncond
 
 
 def mode_seeking(eps_cond: Tensor) -> Tensor:
-    """``eps_cond``: pulls toward the conditional modes (method.md, term 2)."""
+    """``eps_cond``: pulls toward the conditional modes (docs/method.md, term 2)."""
     return eps_cond
 
 

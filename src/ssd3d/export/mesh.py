@@ -27,11 +27,11 @@ AlbedoFn = Callable[[Tensor], Tensor]
 # Grid points per axis. threestudio's isosurface_resolution is 128 for NeRF fields; our
 # fields are 24^3-48^3 voxel grids, so 128 already oversamples them.
 DEFAULT_RESOLUTION = 128
-# The scene lives in [-1, 1]^3 (architecture.md; measured.md's voxel grid).
+# The scene lives in [-1, 1]^3 (docs/architecture.md; docs/measurements.md's voxel grid).
 DEFAULT_BOUND = 1.0
 # Iso-level on the density. threestudio uses 25, but for its NeRF densities. Ours come from a
 # softplus with a blob bias 10 * (1 - r / 0.5): at initialisation the level-2 surface sits at
-# r = 0.41 (level 5 at r = 0.25, level 25 does not exist), and measured.md found occupancy
+# r = 0.41 (level 5 at r = 0.25, level 25 does not exist), and docs/measurements.md found occupancy
 # "density > 1 to 2" matched the ground-truth shapes best. Use the same level as for IoU.
 DEFAULT_DENSITY_THRESHOLD = 2.0
 # Points per density_fn call: 2^16 points keeps a small MLP's activations to tens of MB.

@@ -74,9 +74,9 @@ class TrainPriorConfig:
     # at 3000; benchmarks/prior_cpu_hour.sh). Without Min-SNR and at lr 3e-4, 4000 steps gave
     # 31% and 8000 91% (benchmarks/prior_recipes.sh, on a GPU).
     steps: int = 4000
-    # Images per step (measured.md).
+    # Images per step (docs/measurements.md).
     batch_size: int = 64
-    # AdamW learning rate: twice measured.md's 3e-4, after a warm-up. An hour of CPU needs
+    # AdamW learning rate: twice docs/measurements.md's 3e-4, after a warm-up. An hour of CPU needs
     # fast progress, and a decaying lr cost recognition (Min-SNR, cosine decay over 4500 steps:
     # 54-66%, against 83-86% at a constant 3e-4 after 4000). 6e-4 gave 91% after 4000; that
     # gap to 3e-4 is within the seed-to-seed noise of eval-prior (up to 12 points).
@@ -90,7 +90,7 @@ class TrainPriorConfig:
     weight_decay: float = 0.01
     # Gradient-norm clip (diffusers' training examples, max_grad_norm=1.0).
     grad_clip: float = 1.0
-    # EMA decay of the shipped weights (measured.md), warmed up as diffusers' EMAModel:
+    # EMA decay of the shipped weights (docs/measurements.md), warmed up as diffusers' EMAModel:
     # decay_k = min(ema_decay, (1 + k) / (10 + k)), so early steps do not pin the init.
     ema_decay: float = 0.999
     # Min-SNR loss weighting (Hang et al. 2023): each sample's epsilon loss is weighted by

@@ -12,7 +12,7 @@ with the score a responsibility-weighted sum of the components' Gaussian scores.
 the prior of the numerical simulations (``ssd3d simulate``): the estimators see it through
 the same interface as Stable Diffusion.
 
-Variable map (symbol in method.md -> here):
+Variable map (symbol in docs/method.md -> here):
 
 | symbol | here | shape |
 |---|---|---|

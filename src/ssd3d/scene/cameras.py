@@ -37,7 +37,7 @@ class CameraConfig:
     estimators.
     """
 
-    # Image width in pixels; measured.md: 32x32 keeps a step near 0.2 s on 2 CPU cores.
+    # Image width in pixels; docs/measurements.md: 32x32 keeps a step near 0.2 s on 2 CPU cores.
     width: int = 32
     # Image height in pixels.
     height: int = 32

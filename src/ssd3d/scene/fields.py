@@ -78,12 +78,12 @@ class RadianceField(nn.Module):
 class VoxelGridConfig:
     """A dense voxel grid of raw density and albedo with a blob-shaped density bias."""
 
-    # Grid nodes per side at the start; grow() refines it. measured.md: 24^3 forms a clean
+    # Grid nodes per side at the start; grow() refines it. docs/measurements.md: 24^3 forms a clean
     # cube at lr 0.05; 48^3 needs lr 0.01 or coarse-to-fine growth to avoid speckle.
     resolution: int = 24
     # Peak of the density bias at the centre; threestudio "blob_magic3d" density_blob_scale 10.
     blob_density: float = 10.0
-    # Radius where the bias crosses zero; threestudio density_blob_std 0.5. measured.md: a bias
+    # Radius where the bias crosses zero; threestudio density_blob_std 0.5. docs/measurements.md: a bias
     # that is negative outside the blob is what keeps the frame empty at the start.
     blob_radius: float = 0.5
 

@@ -33,7 +33,7 @@ from ssd3d.scene.shading import Shading, fixed_shading, shade
 class RenderConfig:
     """Sampling along rays."""
 
-    # Samples per ray; measured.md: 48 at 32x32 keeps a step under 0.2 s on 2 cores.
+    # Samples per ray; docs/measurements.md: 48 at 32x32 keeps a step under 0.2 s on 2 cores.
     num_samples: int = 48
     # Compute normals even when no view is lit: the orientation loss and the normal map need
     # them. False saves the gradient-grid work on albedo-only steps.

@@ -124,7 +124,7 @@ def _fmt(e: dict[str, Any]) -> str:
 
 
 def check_claims(metrics: dict[str, Any]) -> list[Claim]:
-    """The paper's claims (method.md, "What the paper claims") that the metrics can test."""
+    """The paper's claims (docs/method.md, "The claims this project checks") that the metrics can test."""
     claims = []
     for name, s in metrics["scenarios"].items():
         est = s["estimators"]

@@ -53,7 +53,7 @@ SHADING_MIXES = {
 class DatasetConfig:
     """What to render."""
 
-    # Views per prompt. measured.md used 400 for the exact prior; 200 keeps the default
+    # Views per prompt. docs/measurements.md used 400 for the exact prior; 200 keeps the default
     # cache quick to build and is enough for the posterior mean to move smoothly with the view.
     views_per_prompt: int = 200
     # Render size in pixels (the toy prior's resolution).
