@@ -221,10 +221,27 @@ def append_log(run_dir: Path, record: StepRecord) -> None:
         f.write(json.dumps(record.__dict__) + "\n")
 
 
+def _log_step(line: str) -> int | None:
+    """The step of one log line; None for a line that is not a whole record."""
+    try:
+        record = json.loads(line)
+        return int(record["step"])
+    except (ValueError, TypeError, KeyError):
+        return None
+
+
 def truncate_log(run_dir: Path, step: int) -> None:
-    """Drop log lines past ``step`` (written after the checkpoint a resume starts from)."""
+    """Drop log lines past ``step`` (written after the checkpoint a resume starts from).
+
+    A line that does not parse is dropped too: ``append_log`` writes whole lines, so the
+    only such line is the last one, torn by a kill mid-write. The shortened log is written
+    atomically, so a kill during the resume's own truncation cannot tear it again.
+    """
+    from ssd3d.atomic import atomic_write_bytes
+
     path = run_dir / LOG_FILE
     if not path.exists():
         return
-    kept = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= step]
-    path.write_text("".join(line + "\n" for line in kept))
+    text = path.read_text(errors="replace")
+    kept = [line for line in text.splitlines() if (n := _log_step(line)) is not None and n <= step]
+    atomic_write_bytes(path, "".join(line + "\n" for line in kept).encode())
