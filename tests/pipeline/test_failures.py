@@ -138,3 +138,22 @@ def test_a_full_disk_during_an_atomic_write_is_one_line_and_keeps_the_old_file(
     with pytest.raises(SSD3DError, match=r"^no space left on device while writing .*mesh\.glb$"):
         atomic.atomic_write_bytes(target, b"new")
     assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["mesh.glb"]
+
+
+def test_a_batch_finishes_an_interrupted_swap_before_choosing_to_resume(
+    tmp_path, tiny_prior, tiny_config
+):
+    from ssd3d.batch.jobs import checkpoint_state
+
+    run_dir = generate(tiny_config, tmp_path / "b", prior=tiny_prior, stop_after=2, progress=False)
+    (run_dir / "checkpoint").rename(run_dir / "checkpoint.old")  # killed after the first rename
+    # Was False: the batch wiped the folder and trained the job from step 0.
+    assert checkpoint_state(run_dir).is_file()
+    assert load_checkpoint(run_dir / "checkpoint").step == 2
+
+
+def test_a_state_file_that_is_not_an_object_is_one_line(tmp_path, tiny_prior, tiny_config):
+    run_dir = generate(tiny_config, tmp_path / "b", prior=tiny_prior, stop_after=2, progress=False)
+    (run_dir / "checkpoint" / "state.json").write_text("[]")
+    with pytest.raises(SSD3DError, match="is corrupt: state.json is not an object"):
+        load_checkpoint(run_dir / "checkpoint")  # was: AttributeError traceback

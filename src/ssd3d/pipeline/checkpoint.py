@@ -106,7 +106,9 @@ def _read(folder: Path) -> TrainingState:
         info = json.loads((folder / STATE_FILE).read_text())
         scene = load_file(str(folder / SCENE_FILE))
         tensors = load_file(str(folder / OPTIMIZER_FILE))
-        if not isinstance(info, dict) or info.get("format_version") != FORMAT_VERSION:
+        if not isinstance(info, dict):
+            raise SSD3DError(f"checkpoint {folder} is corrupt: {STATE_FILE} is not an object")
+        if info.get("format_version") != FORMAT_VERSION:
             raise SSD3DError(f"checkpoint {folder} has an unknown format version")
         return TrainingState(
             step=int(info["step"]),
