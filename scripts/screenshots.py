@@ -25,8 +25,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from ssd3d.report.browser import PageProblems, chromium
 from ssd3d.commands.view import ensure_report
+from ssd3d.report.browser import PageProblems, chromium
 from ssd3d.report.serve import address, make_server
 
 WIDTH = 1280

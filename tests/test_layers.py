@@ -13,7 +13,7 @@ SRC = Path(__file__).parents[1] / "src" / "ssd3d"
 
 # Lowest first; a room may import its own layer and the layers below.
 LAYERS: list[set[str]] = [
-    {"errors", "config", "process"},
+    {"errors", "config", "process", "atomic"},
     {"estimators", "scene", "export", "toyworld"},
     {"priors"},
     {"models", "guidance"},

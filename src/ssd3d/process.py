@@ -1,5 +1,5 @@
 """Process-wide settings a run changes for its duration and then restores: torch's thread
-count and what Ctrl-C does."""
+count and what Ctrl-C and SIGTERM do."""
 
 from __future__ import annotations
 
@@ -26,25 +26,39 @@ def torch_threads(n: int | None) -> Iterator[None]:
 
 
 class StopRequest:
-    """Turns the first Ctrl-C into a flag the loop checks between steps (so the checkpoint
-    holds a whole step); a second Ctrl-C interrupts at once."""
+    """Turns the first Ctrl-C or SIGTERM into a flag the loop checks between steps (so the
+    checkpoint holds a whole step); a second one interrupts at once.
+
+    SIGTERM (``kill``, a scheduler's time limit, a container stop) is taken over only where
+    nothing else handles it (its handler is the default, which would kill the process on the
+    spot): a Ray worker's own handler, or an embedding application's, is left alone.
+    """
 
     def __init__(self) -> None:
         self.requested = False
+        self.signal: int | None = None  # the signal that asked, once one did
 
     @contextmanager
     def installed(self) -> Iterator[StopRequest]:
         if threading.current_thread() is not threading.main_thread():
             yield self  # signals can only be caught on the main thread
             return
-        previous = signal.getsignal(signal.SIGINT)
+        previous = {signal.SIGINT: signal.getsignal(signal.SIGINT)}
+        if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+            previous[signal.SIGTERM] = signal.SIG_DFL
+
+        def restore() -> None:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
         def handler(signum: int, frame: object) -> None:
             self.requested = True
-            signal.signal(signal.SIGINT, previous)
+            self.signal = signum
+            restore()  # the next Ctrl-C or SIGTERM acts at once
 
-        signal.signal(signal.SIGINT, handler)
+        for signum in previous:
+            signal.signal(signum, handler)
         try:
             yield self
         finally:
-            signal.signal(signal.SIGINT, previous)
+            restore()

@@ -25,8 +25,7 @@ from ssd3d.bench.tables import Summary, aggregate, markdown_table
 from ssd3d.errors import SSD3DError
 from ssd3d.models.unet import shipped_prior_path
 from ssd3d.priors.exact import UNCONDITIONAL, ExactPrior
-from ssd3d.scene import RenderConfig, SolidBackground
-from ssd3d.scene import RadianceScene
+from ssd3d.scene import RadianceScene, RenderConfig, SolidBackground
 from ssd3d.toyworld.render_dataset import GROUND_TRUTH_SAMPLES, DatasetConfig, render_dataset
 from ssd3d.toyworld.truth import GroundTruthField
 

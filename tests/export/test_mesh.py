@@ -7,9 +7,9 @@ import pytest
 import torch
 import trimesh
 
+from ssd3d.atomic import atomic_path
 from ssd3d.errors import SSD3DError
 from ssd3d.export import density_grid, extract_mesh, save_mesh
-from ssd3d.export._atomic import atomic_path
 
 PEAK = 20.0  # density inside the analytic shapes; the surface is at half of it
 LEVEL = PEAK / 2

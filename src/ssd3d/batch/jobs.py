@@ -23,6 +23,7 @@ from its last checkpoint, and tries failed jobs again.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -30,7 +31,7 @@ import shutil
 import socket
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,6 +53,7 @@ FAILURES_FILE = "failures.jsonl"
 JOB_LOG = "job.log"
 JOB_RECORD = "job.json"
 RUNNING_DIR = ".running"
+LOCK_FILE = ".lock"  # held by the batch running in the folder (see lock_batch_dir)
 PARTIAL_SUFFIX = ".partial"
 # The keys a JSON job line may have.
 JOB_FIELDS = ("prompt", "estimator", "seed", "steps", "prior", "model", "overrides")
@@ -80,6 +82,15 @@ def parse_job_line(
     text: str, where: str, prior: str, model: str | None, overrides: Sequence[str]
 ) -> GenerateConfig:
     """One line of a job file -> its resolved config; ``SSD3DError`` prefixed with ``where``."""
+    if text.startswith(("[", '"')):
+        # ``["a red cube"]`` or ``"a red cube"``: meant as JSON, not a prompt with brackets.
+        # A line that does not parse (``[draft] a red cube``) stays a prompt.
+        try:
+            json.loads(text)
+        except json.JSONDecodeError:
+            pass
+        else:
+            raise SSD3DError(f'{where}: a JSON job must be an object ({{"prompt": ...}})')
     if text.startswith("{"):
         try:
             spec = json.loads(text)
@@ -300,6 +311,66 @@ def open_batch_dir(out_dir: Path) -> Path:
     return out_dir
 
 
+@contextlib.contextmanager
+def lock_batch_dir(out_dir: Path) -> Iterator[None]:
+    """Hold the batch folder for this process, or fail at once if another batch holds it.
+
+    Two batches on one folder would train the same job in the same ``.partial`` folder. The
+    lock is ``flock`` on ``LOCK_FILE``: the kernel drops it when the process ends, a crash
+    or ``kill -9`` included, so a stale lock file never blocks a rerun. Only the driver takes
+    it: Ray workers write into job folders the driver handed out. The file is opened
+    non-inheritable (Python's default), so a local Ray instance started by the driver does
+    not keep it locked after the driver dies.
+    """
+    path = Path(out_dir) / LOCK_FILE
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as e:
+        raise SSD3DError(f"cannot write the batch folder {out_dir}: {e.strerror}") from None
+    try:
+        if not _try_lock(fd):
+            holder = _read_holder(fd)
+            by = f" ({holder})" if holder else ""
+            raise SSD3DError(
+                f"{out_dir} is in use by another ssd3d batch{by}; wait for it to end "
+                "or give another --out"
+            )
+        # Who holds it, for the message above (not the lock itself).
+        os.ftruncate(fd, 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode())
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _read_holder(fd: int) -> str:
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        return os.read(fd, 200).decode(errors="replace").strip()
+    except OSError:  # Windows refuses to read a locked byte: no name, same error
+        return ""
+
+
+def _try_lock(fd: int) -> bool:
+    """An exclusive, non-blocking lock on the whole of ``fd``; False if another holds it."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: msvcrt's lock on the first byte, also freed on exit
+        import msvcrt
+
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
 @dataclass
 class BatchOutcome:
     """What ``run_batch`` did."""
@@ -351,71 +422,72 @@ def run_batch(
     start = time.perf_counter()
     parsed = read_job_file(job_file, prior=prior, model=model, overrides=overrides)
     out_dir = open_batch_dir(out_dir if out_dir is not None else default_out_dir(job_file))
-    jobs: list[GenerateJob] = []
-    duplicates, first_line = [], {}
-    for line, cfg in parsed:
-        job = GenerateJob(cfg, out_dir, line, threads)
-        if job.id in first_line:  # the same job twice is one job: run it once
-            duplicates.append((line, first_line[job.id]))
-            continue
-        first_line[job.id] = line
-        jobs.append(job)
+    with lock_batch_dir(out_dir):  # until the batch ends, however it ends
+        jobs: list[GenerateJob] = []
+        duplicates, first_line = [], {}
+        for line, cfg in parsed:
+            job = GenerateJob(cfg, out_dir, line, threads)
+            if job.id in first_line:  # the same job twice is one job: run it once
+                duplicates.append((line, first_line[job.id]))
+                continue
+            first_line[job.id] = line
+            jobs.append(job)
 
-    results_path, failures_path = out_dir / RESULTS_FILE, out_dir / FAILURES_FILE
-    complete = read_results(results_path)
-    for job in jobs:
-        # Complete on disk but not listed: the batch stopped between the rename and the
-        # append. List it now rather than run it again.
-        record = None if job.id in complete else read_record(job.final_dir)
-        if record is not None:
-            append_line(results_path, record)
-            complete[job.id] = record
-    skipped = [j for j in jobs if j.id in complete]
-    todo = [j for j in jobs if j.id not in complete]
-    resuming = sum(1 for j in todo if RunDir(j.partial_dir).checkpoint_step() is not None)
-    where = "one after another here" if ray is None else f"on Ray ({ray})"
-    echo(
-        f"{plural(len(jobs), 'job')} in {job_file}: {len(skipped)} complete, {len(todo)} to run "
-        f"({resuming} resuming) {where}; results in {results_path}"
-    )
-    done: list[GenerateJob] = []
-    failed: list[tuple[GenerateJob, str]] = []
+        results_path, failures_path = out_dir / RESULTS_FILE, out_dir / FAILURES_FILE
+        complete = read_results(results_path)
+        for job in jobs:
+            # Complete on disk but not listed: the batch stopped between the rename and the
+            # append. List it now rather than run it again.
+            record = None if job.id in complete else read_record(job.final_dir)
+            if record is not None:
+                append_line(results_path, record)
+                complete[job.id] = record
+        skipped = [j for j in jobs if j.id in complete]
+        todo = [j for j in jobs if j.id not in complete]
+        resuming = sum(1 for j in todo if RunDir(j.partial_dir).checkpoint_step() is not None)
+        where = "one after another here" if ray is None else f"on Ray ({ray})"
+        echo(
+            f"{plural(len(jobs), 'job')} in {job_file}: {len(skipped)} complete, {len(todo)} to run "
+            f"({resuming} resuming) {where}; results in {results_path}"
+        )
+        done: list[GenerateJob] = []
+        failed: list[tuple[GenerateJob, str]] = []
 
-    def record(outcome: Outcome) -> None:
-        job = outcome.job
-        if outcome.ok:
-            append_line(results_path, {**outcome.result, "attempts": outcome.attempts})
-            done.append(job)
-            return
-        line = {"id": job.id, "line": job.line, "prompt": job.cfg.prompt}
-        line |= {"error": outcome.error, "attempts": outcome.attempts, "host": outcome.host}
-        line |= {"at": time.strftime("%Y-%m-%dT%H:%M:%S")}
-        if outcome.detail:
-            line["traceback"] = outcome.detail
-        append_line(failures_path, line)
-        failed.append((job, outcome.error))
+        def record(outcome: Outcome) -> None:
+            job = outcome.job
+            if outcome.ok:
+                append_line(results_path, {**outcome.result, "attempts": outcome.attempts})
+                done.append(job)
+                return
+            line = {"id": job.id, "line": job.line, "prompt": job.cfg.prompt}
+            line |= {"error": outcome.error, "attempts": outcome.attempts, "host": outcome.host}
+            line |= {"at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            if outcome.detail:
+                line["traceback"] = outcome.detail
+            append_line(failures_path, line)
+            failed.append((job, outcome.error))
 
-    if todo:
-        try:
-            run_jobs(
-                todo,
-                record,
-                ray=ray,
-                track_dir=out_dir / RUNNING_DIR,
-                retries=retries,
-                progress=progress,
-                desc="batch",
-                context=context,
-                ray_cpus=ray_cpus,
-            )
-        except Interrupted:
-            raise SSD3DError(
-                f"interrupted: {len(skipped) + len(done)} of {len(jobs)} jobs complete "
-                f"(in {results_path}); run the same command again to continue"
-            ) from None
-    return BatchOutcome(
-        out_dir, jobs, skipped, done, failed, duplicates, time.perf_counter() - start
-    )
+        if todo:
+            try:
+                run_jobs(
+                    todo,
+                    record,
+                    ray=ray,
+                    track_dir=out_dir / RUNNING_DIR,
+                    retries=retries,
+                    progress=progress,
+                    desc="batch",
+                    context=context,
+                    ray_cpus=ray_cpus,
+                )
+            except Interrupted:
+                raise SSD3DError(
+                    f"interrupted: {len(skipped) + len(done)} of {len(jobs)} jobs complete "
+                    f"(in {results_path}); run the same command again to continue"
+                ) from None
+        return BatchOutcome(
+            out_dir, jobs, skipped, done, failed, duplicates, time.perf_counter() - start
+        )
 
 
 __all__ = [

@@ -40,6 +40,9 @@ RAY_INSTALL = 'pip install "ssd3d[ray]"'
 DEFAULT_RETRIES = 3
 # How often the progress bar looks for jobs that started (seconds).
 POLL_SECONDS = 1.0
+# A local Ray instance (``--ray`` alone) is reachable from this machine only.
+LOOPBACK = "127.0.0.1"
+_RAY_CLUSTER_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 _ADDRESS = re.compile(r"^(auto|local|(ray://)?[\w.\-]+:\d+)$")
 
 
@@ -177,10 +180,40 @@ def import_ray():
 
 
 @contextlib.contextmanager
+def _loopback_only(ray):
+    """While a local Ray instance starts: make it listen on the loopback interface only.
+
+    ``_node_ip_address="127.0.0.1"`` alone is not enough: Ray (2.x on Linux) swaps a
+    loopback node address for the machine's routable one, and its GCS, raylet and workers
+    then listen on every interface, open to anyone on the network for the length of the
+    batch. Ray keeps the loopback address where it thinks clusters are unsupported, a
+    switch read from ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER``: set it to 0 for the processes
+    ``ray.init`` starts (they inherit the environment), and in this process, which read it
+    when Ray was imported, through the module constant. Both are put back afterwards.
+    """
+    constants = getattr(getattr(ray, "_private", None), "ray_constants", None)
+    had_env = os.environ.get(_RAY_CLUSTER_ENV)
+    had_flag = getattr(constants, "ENABLE_RAY_CLUSTER", None)
+    os.environ[_RAY_CLUSTER_ENV] = "0"
+    if had_flag is not None:
+        constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        if had_env is None:
+            os.environ.pop(_RAY_CLUSTER_ENV, None)
+        else:
+            os.environ[_RAY_CLUSTER_ENV] = had_env
+        if had_flag is not None:
+            constants.ENABLE_RAY_CLUSTER = had_flag
+
+
+@contextlib.contextmanager
 def connect(address: str, num_cpus: int | None = None):
-    """Ray for this batch: a local instance (``local``), or the cluster at ``address``
-    (``auto``: the one ``ray start`` runs on this machine). An instance that is already
-    initialised (a test's, a notebook's) is used as it is and left running."""
+    """Ray for this batch: a local instance (``local``, on the loopback interface only), or
+    the cluster at ``address`` (``auto``: the one ``ray start`` runs on this machine). An
+    instance that is already initialised (a test's, a notebook's) is used as it is and left
+    running."""
     ray = import_ray()
     if ray.is_initialized():
         yield ray
@@ -192,7 +225,8 @@ def connect(address: str, num_cpus: int | None = None):
     kwargs["logging_level"] = logging.WARNING
     try:
         if address == LOCAL:
-            ray.init(num_cpus=num_cpus, **kwargs)
+            with _loopback_only(ray):
+                ray.init(num_cpus=num_cpus, _node_ip_address=LOOPBACK, **kwargs)
         else:
             ray.init(address=address, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as e:

@@ -41,7 +41,7 @@ def read_results(path: Path) -> dict:
 
 
 def write_results(path: Path, data: dict) -> None:
-    from ssd3d.export._atomic import atomic_write_bytes
+    from ssd3d.atomic import atomic_write_bytes
 
     # NaN and inf are written as JSON's NaN / Infinity extensions (Python's json reads them).
     atomic_write_bytes(path, (json.dumps(data, indent=1) + "\n").encode())

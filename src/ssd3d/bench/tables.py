@@ -352,7 +352,7 @@ def plot_metrics_vs_steps(data: dict, path: Path) -> Path:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from ssd3d.export._atomic import atomic_path
+    from ssd3d.atomic import atomic_path
 
     cfg = data["config"]
     judge_ok = _judge_ok(data)
@@ -464,7 +464,7 @@ def facts(data: dict) -> list[tuple[str, str]]:
 def write_report(out_dir: Path, data: dict | None = None) -> dict[str, Path]:
     """table.md, metrics_vs_steps.png and report.html in ``out_dir`` (from its results.json
     when ``data`` is not given)."""
-    from ssd3d.export._atomic import atomic_write_bytes
+    from ssd3d.atomic import atomic_write_bytes
     from ssd3d.report.bench_page import write_bench_report
 
     out_dir = Path(out_dir)

@@ -13,8 +13,8 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
+from ssd3d.atomic import atomic_path
 from ssd3d.errors import SSD3DError
-from ssd3d.export._atomic import atomic_path
 from ssd3d.export._images import to_uint8_nhwc, upscale_nearest
 
 # With upscale=None each tile is enlarged (integer factor, nearest) to at least this many

@@ -18,8 +18,8 @@ from scipy import ndimage
 from skimage import measure
 from torch import Tensor
 
+from ssd3d.atomic import atomic_write_bytes
 from ssd3d.errors import SSD3DError
-from ssd3d.export._atomic import atomic_write_bytes
 
 DensityFn = Callable[[Tensor], Tensor]
 AlbedoFn = Callable[[Tensor], Tensor]

@@ -11,8 +11,8 @@ import imageio.v3 as imageio_v3
 import numpy as np
 from torch import Tensor
 
+from ssd3d.atomic import atomic_path
 from ssd3d.errors import SSD3DError
-from ssd3d.export._atomic import atomic_path
 from ssd3d.export._images import to_uint8_nhwc, upscale_nearest
 
 # threestudio's save_video default: 30 frames per second.

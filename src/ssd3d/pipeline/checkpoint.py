@@ -2,8 +2,12 @@
 
 A checkpoint folder holds ``scene.safetensors`` (the scene's state_dict),
 ``optimizer.safetensors`` (Adam's moment tensors and the random generator's state) and
-``state.json`` (step, Adam's scalars, format version). It is written to a temporary
-folder and swapped in, so an interrupted save leaves the previous checkpoint intact.
+``state.json`` (step, Adam's scalars, format version). It is written to
+``checkpoint.tmp`` (``state.json`` last: its presence marks the folder complete), synced
+to the disk, then swapped in: ``checkpoint`` -> ``checkpoint.old``, ``checkpoint.tmp`` ->
+``checkpoint``. A kill or a full disk at any point leaves a loadable checkpoint: the old
+one, or, if the kill came between the two renames, ``.tmp`` (complete) or ``.old``, which
+``load_checkpoint`` falls back to and moves back into place.
 """
 
 from __future__ import annotations
@@ -15,8 +19,9 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
+from ssd3d import atomic
 from ssd3d.errors import SSD3DError
 
 FORMAT_VERSION = 1
@@ -61,36 +66,48 @@ def _optimizer_state_dict(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
+def _siblings(folder: Path) -> tuple[Path, Path]:
+    return folder.with_name(folder.name + ".tmp"), folder.with_name(folder.name + ".old")
+
+
 def save_checkpoint(folder: Path, state: TrainingState) -> None:
-    """Write ``state`` to ``folder`` atomically (temp folder, then swap)."""
+    """Write ``state`` to ``folder`` atomically (temp folder, synced, then swap).
+
+    A full disk (or another filesystem error) is an ``SSD3DError`` and leaves the previous
+    checkpoint as it was.
+    """
     folder = Path(folder)
-    tmp = folder.with_name(folder.name + ".tmp")
-    old = folder.with_name(folder.name + ".old")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    scene = {k: v.detach().cpu().contiguous() for k, v in state.scene.items()}
-    save_file(scene, str(tmp / SCENE_FILE))
-    tensors, meta = _optimizer_tensors(state.optimizer)
-    tensors[RNG_KEY] = state.rng_state.cpu().contiguous()
-    save_file(tensors, str(tmp / OPTIMIZER_FILE))
-    info = {"format_version": FORMAT_VERSION, "step": state.step, "optimizer": meta}
-    (tmp / STATE_FILE).write_text(json.dumps(info, indent=1))
+    tmp, old = _siblings(folder)
+    try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        scene = {k: v.detach().cpu().contiguous() for k, v in state.scene.items()}
+        atomic.write_synced(tmp / SCENE_FILE, save(scene))
+        tensors, meta = _optimizer_tensors(state.optimizer)
+        tensors[RNG_KEY] = state.rng_state.cpu().contiguous()
+        atomic.write_synced(tmp / OPTIMIZER_FILE, save(tensors))
+        info = {"format_version": FORMAT_VERSION, "step": state.step, "optimizer": meta}
+        # Last: a .tmp with a state.json holds both tensor files whole (synced before it).
+        atomic.write_synced(tmp / STATE_FILE, json.dumps(info, indent=1).encode())
+        atomic.fsync_dir(tmp)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)  # frees the space; the old checkpoint stays
+        raise atomic.disk_error(e, f"the checkpoint {folder}") from None
     if folder.exists():
         shutil.rmtree(old, ignore_errors=True)
         folder.rename(old)
     tmp.rename(folder)
+    atomic.fsync_dir(folder.parent)  # the swap is on disk before the old one goes
     shutil.rmtree(old, ignore_errors=True)
 
 
-def load_checkpoint(folder: Path) -> TrainingState:
-    """Read a checkpoint folder; a missing or corrupt one is an ``SSD3DError``."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise SSD3DError(f"no checkpoint at {folder}")
+def _read(folder: Path) -> TrainingState:
     try:
         info = json.loads((folder / STATE_FILE).read_text())
         scene = load_file(str(folder / SCENE_FILE))
         tensors = load_file(str(folder / OPTIMIZER_FILE))
+        if not isinstance(info, dict):
+            raise SSD3DError(f"checkpoint {folder} is corrupt: {STATE_FILE} is not an object")
         if info.get("format_version") != FORMAT_VERSION:
             raise SSD3DError(f"checkpoint {folder} has an unknown format version")
         return TrainingState(
@@ -101,5 +118,44 @@ def load_checkpoint(folder: Path) -> TrainingState:
         )
     except SSD3DError:
         raise
-    except (OSError, ValueError, KeyError, SafetensorError) as e:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, SafetensorError) as e:
         raise SSD3DError(f"checkpoint {folder} is missing or corrupt: {e}") from None
+
+
+def recover_checkpoint(folder: Path) -> bool:
+    """Finish a swap a kill interrupted: if ``folder`` is missing, move the newest complete
+    sibling (``.tmp`` whose ``state.json`` was written, else ``.old``) into its place.
+    Returns whether ``folder`` now exists. Left alone where the rename is refused (a
+    read-only folder): ``load_checkpoint`` then reads the sibling where it lies."""
+    folder = Path(folder)
+    if folder.is_dir():
+        return True
+    for candidate in _siblings(folder):
+        if not (candidate / STATE_FILE).is_file():
+            continue
+        try:
+            _read(candidate)
+        except SSD3DError:
+            continue  # a .tmp torn by a power cut: try .old
+        try:
+            candidate.rename(folder)
+            atomic.fsync_dir(folder.parent)
+        except OSError:
+            return False
+        return True
+    return False
+
+
+def load_checkpoint(folder: Path) -> TrainingState:
+    """Read a checkpoint folder (recovering it from an interrupted swap, see
+    ``recover_checkpoint``); a missing or corrupt one is an ``SSD3DError``."""
+    folder = Path(folder)
+    if recover_checkpoint(folder):
+        return _read(folder)
+    for candidate in _siblings(folder):
+        if (candidate / STATE_FILE).is_file():
+            try:
+                return _read(candidate)
+            except SSD3DError:
+                continue
+    raise SSD3DError(f"no checkpoint at {folder}")

@@ -23,14 +23,15 @@ from pathlib import Path
 
 import yaml
 
+from ssd3d.atomic import atomic_write_bytes
 from ssd3d.config import from_dict, to_dict
 from ssd3d.errors import SSD3DError
-from ssd3d.export._atomic import atomic_write_bytes
 from ssd3d.pipeline.checkpoint import (
     SCENE_FILE,
     STATE_FILE,
     TrainingState,
     load_checkpoint,
+    recover_checkpoint,
     save_checkpoint,
 )
 from ssd3d.pipeline.config import GenerateConfig
@@ -186,7 +187,9 @@ class RunDir:
         return load_checkpoint(self.checkpoint_path)
 
     def checkpoint_step(self) -> int | None:
-        """The step of the last checkpoint, None when there is none (or it is unreadable)."""
+        """The step of the last checkpoint, None when there is none (or it is unreadable).
+        A swap a kill interrupted is finished first, so such a run resumes, not restarts."""
+        recover_checkpoint(self.checkpoint_path)
         try:
             info = json.loads((self.checkpoint_path / STATE_FILE).read_text())
             return int(info["step"]) if isinstance(info, dict) else None

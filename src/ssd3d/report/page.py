@@ -117,7 +117,7 @@ def render_page(
     """Write ``out_dir/report.html``; copies the viewer's script if a block needs it."""
     import jinja2
 
-    from ssd3d.export._atomic import atomic_write_bytes
+    from ssd3d.atomic import atomic_write_bytes
 
     out_dir = Path(out_dir)
     kinds = {b["kind"] for s in sections for b in s["blocks"]}

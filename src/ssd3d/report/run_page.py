@@ -55,7 +55,7 @@ def plot_training(log: list[dict], path: Path) -> Path:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from ssd3d.export._atomic import atomic_path
+    from ssd3d.atomic import atomic_path
 
     steps = [r["step"] for r in log]
     window = max(1, len(log) // 50)
