@@ -78,7 +78,8 @@ for _module in COMMAND_MODULES:
 
 
 def main() -> None:
-    """Entry point: user errors become one line on stderr and exit code 2."""
+    """Entry point: user errors become one line on stderr and exit code 2; errors of the
+    machine (disk, permissions) one line and exit code 1."""
     try:
         app()
     except SSD3DError as e:
@@ -87,6 +88,10 @@ def main() -> None:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         raise SystemExit(130) from None
+    except OSError as e:  # the machine, not the input: a full disk, a folder gone, no permission
+        where = f" ({e.filename})" if e.filename else ""
+        print(f"error: {e.strerror or e}{where}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":
