@@ -59,7 +59,9 @@ def test_quick_bench_writes_results_table_and_plot_then_resumes(tmp_path, tiny_p
     assert len(first.ran) == n and first.skipped == []
 
     data = json.loads((out / "results.json").read_text())
-    assert data["threshold"] == 2.0 and data["config"]["checkpoints"] == [0, 2, 4]
+    # Scored at the scene's own surface level (the voxel grid exports at density 2).
+    assert data["config"]["eval"]["threshold"] is None and data["threshold"] == 2.0
+    assert data["config"]["checkpoints"] == [0, 2, 4]
     assert data["config"]["overrides"][0] == "grid.resolution=16"  # the quick preset's, first
     assert len(data["runs"]) == n
     for run in data["runs"]:

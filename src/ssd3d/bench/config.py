@@ -11,7 +11,6 @@ from ssd3d.bench.metrics import (
     DEFAULT_IOU_RESOLUTION,
     DEFAULT_N_SURFACE,
     DEFAULT_N_YAW,
-    DEFAULT_OCCUPANCY_THRESHOLD,
 )
 from ssd3d.config import split_list
 from ssd3d.errors import SSD3DError
@@ -77,9 +76,10 @@ QUICK_OVERRIDES = ("grid.resolution=16",)
 class EvalConfig:
     """How each checkpoint is scored."""
 
-    # Occupancy level for IoU and the marching-cubes level for Chamfer: the same surface
-    # (density > 1 to 2 matched the true shapes best: docs/measurements.md).
-    threshold: float = DEFAULT_OCCUPANCY_THRESHOLD
+    # Occupancy level for IoU and the marching-cubes level for Chamfer: the same surface.
+    # None: the scene's own surface level (the level its mesh is exported at; the voxel
+    # grid's is density 2, which matched the true shapes best: docs/measurements.md).
+    threshold: float | None = None
     # IoU grid points per axis over [-1, 1]^3 (bench.metrics' default).
     iou_resolution: int = DEFAULT_IOU_RESOLUTION
     # Yaw candidates over 360 degrees (every 10 degrees).
@@ -100,7 +100,9 @@ class EvalConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.threshold) and self.threshold > 0):
+        if self.threshold is not None and not (
+            math.isfinite(self.threshold) and self.threshold > 0
+        ):
             raise SSD3DError(f"eval threshold must be a positive density; got {self.threshold}")
         for name in ("iou_resolution", "mesh_resolution"):
             if getattr(self, name) < 2:

@@ -56,6 +56,7 @@ from ssd3d.pipeline.config import GenerateConfig
 from ssd3d.pipeline.loop import NonFiniteGradient
 from ssd3d.pipeline.outputs import orbit_sheet
 from ssd3d.pipeline.run import load_prior_for, prepare
+from ssd3d.scene import build_scene
 
 
 @dataclass
@@ -297,6 +298,10 @@ def run_bench(
         **({"ray": ray} if ray is not None else {}),
     }
     data["generate_config"] = to_dict(replace(any_cfg, prompt="", estimator="", seed=0))
+    # The level every scene is scored at: the evaluation's, else the representation's own.
+    data["threshold"] = (
+        cfg.eval.threshold if cfg.eval.threshold is not None else build_scene(any_cfg).surface_level
+    )
 
     out_dir.mkdir(parents=True, exist_ok=True)
     results_path = out_dir / RESULTS_FILE

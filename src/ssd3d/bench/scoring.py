@@ -67,13 +67,14 @@ class Scorer:
         from ssd3d.scene import fixed_shading, view_labels
 
         c = self.cfg
+        level = c.threshold if c.threshold is not None else scene.surface_level
         device = next(iter(scene.state_dict().values())).device
         try:
             mesh = extract_mesh(
                 scene.density,
                 None,
                 resolution=c.mesh_resolution,
-                threshold=c.threshold,
+                threshold=level,
                 device=device,
             )
         except SSD3DError:  # nothing above the threshold: Chamfer is inf
@@ -83,7 +84,7 @@ class Scorer:
             scene.albedo,
             prompt,
             surface=mesh,
-            threshold=c.threshold,
+            threshold=level,
             resolution=c.iou_resolution,
             n_yaw=c.n_yaw,
             n_surface=c.n_surface,

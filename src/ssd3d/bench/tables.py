@@ -218,6 +218,8 @@ def per_prompt_markdown(data: dict, key: str = "iou") -> str:
 def notes(data: dict) -> list[str]:
     """What a reader needs to read the table: settings, alignments, caveats, failures."""
     cfg, ev = data["config"], data["config"]["eval"]
+    threshold = data.get("threshold", ev.get("threshold"))
+    level = f"{threshold:g}" if threshold is not None else "the scene's surface level"
     out = [
         f"Mean ± sample std over prompts × seeds at step {cfg['steps']} (no ± with one run); "
         "best mean per column in bold.",
@@ -226,9 +228,9 @@ def notes(data: dict) -> list[str]:
         + (f" ({cfg['model']})" if cfg.get("model") else "")
         + (f". Overrides: {' '.join(cfg['overrides'])}" if cfg["overrides"] else "")
         + ".",
-        f"IoU: occupancy density > {ev['threshold']:g} on a {ev['iou_resolution']}³ grid, "
+        f"IoU: occupancy density > {level} on a {ev['iou_resolution']}³ grid, "
         f"maximised over {ev['n_yaw']} yaws about the up axis. Chamfer (scene units, "
-        f"the cube is [-1, 1]³): marching cubes at the same density {ev['threshold']:g} "
+        f"the cube is [-1, 1]³): marching cubes at the same level "
         f"({ev['mesh_resolution']}³), {ev['n_surface']} samples per surface, truth at the "
         "best yaw; inf = empty field. Colour error: RGB distance of the albedo on the true "
         "surface at the best yaw.",

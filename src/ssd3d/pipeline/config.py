@@ -28,6 +28,7 @@ from ssd3d.priors.stable_diffusion import StableDiffusionConfig
 from ssd3d.scene import (
     REPRESENTATIONS,
     CameraConfig,
+    GaussianConfig,
     GrowthConfig,
     RenderConfig,
     ShadingConfig,
@@ -183,8 +184,8 @@ class GenerateConfig:
     model: str | None = None
     # stable-diffusion only: renders are resized to this before the VAE (SD's 512 by default).
     encode_resolution: int | None = None
-    # A name of ssd3d.scene.REPRESENTATIONS: "nerf" (voxel radiance field) or "image"
-    # (optimise pixels: quick estimator studies).
+    # A name of ssd3d.scene.REPRESENTATIONS: "nerf" (voxel radiance field), "gaussians"
+    # (3D Gaussian splatting) or "image" (optimise pixels: quick estimator studies).
     representation: str = "nerf"
     # Estimator spec for ssd3d.estimators.build_estimator.
     estimator: str = "ssd"
@@ -204,6 +205,7 @@ class GenerateConfig:
     render: RenderConfig = field(default_factory=RenderConfig)
     grid: VoxelGridConfig = field(default_factory=VoxelGridConfig)
     growth: GrowthConfig = field(default_factory=GrowthConfig)
+    gaussians: GaussianConfig = field(default_factory=GaussianConfig)
     background: BackgroundConfig = field(default_factory=BackgroundConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     regularisers: RegulariserConfig = field(default_factory=RegulariserConfig)

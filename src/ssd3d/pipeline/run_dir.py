@@ -47,7 +47,7 @@ EXPORT_FILES = (
     "mesh.glb",
     "mesh.obj",
     "mesh.ply",
-    "splats.ply",
+    "gaussians.ply",
     "turntable.mp4",
     "turntable.gif",
     "contact_sheet.png",

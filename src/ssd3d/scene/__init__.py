@@ -20,6 +20,7 @@ from ssd3d.scene.background import (
     Background,
     SolidBackground,
     SphericalHarmonicsBackground,
+    build_background,
     sh_basis,
 )
 from ssd3d.scene.cameras import (
@@ -38,6 +39,7 @@ from ssd3d.scene.cameras import (
     wrap_azimuth,
 )
 from ssd3d.scene.fields import RadianceField, VoxelGridConfig, VoxelGridField, outward_normals
+from ssd3d.scene.gaussians import GaussianConfig, GaussianScene
 from ssd3d.scene.image import ImageScene
 from ssd3d.scene.radiance import GrowthConfig, RadianceScene
 from ssd3d.scene.rays import SCENE_BOUND, Rays, camera_directions, generate_rays, intersect_cube
@@ -76,6 +78,8 @@ __all__ = [
     "Background",
     "CameraConfig",
     "Cameras",
+    "GaussianConfig",
+    "GaussianScene",
     "GrowthConfig",
     "ImageScene",
     "RadianceField",
@@ -92,6 +96,7 @@ __all__ = [
     "VolumeScene",
     "VoxelGridConfig",
     "VoxelGridField",
+    "build_background",
     "build_scene",
     "camera_directions",
     "describe_scene",

@@ -90,3 +90,10 @@ class SphericalHarmonicsBackground(Background):
     def forward(self, directions: Tensor) -> Tensor:
         basis = sh_basis(directions, self.degree).to(self.coefficients.dtype)
         return torch.sigmoid(basis @ self.coefficients)
+
+
+def build_background(kind: str, colour: tuple[float, float, float]) -> Background:
+    """``"solid"`` (a fixed colour) or ``"learned"`` (low-order SH of the view direction)."""
+    if kind == "solid":
+        return SolidBackground(colour)
+    return SphericalHarmonicsBackground(init_colour=colour)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from ssd3d.errors import SSD3DError
 from ssd3d.export.mesh import extract_mesh
 from ssd3d.export.splat_ply import SplatData, write_splat_ply
-from ssd3d.scene.background import Background, SolidBackground
+from ssd3d.scene.background import Background, SolidBackground, build_background
 from ssd3d.scene.cameras import Cameras
 from ssd3d.scene.rays import SCENE_BOUND
 from ssd3d.scene.render import RenderOutput
@@ -192,8 +192,30 @@ class GaussianScene(nn.Module):
     it returns True. ``load_state_dict`` accepts any Gaussian count.
     """
 
-    name = "gaussians"
-    supported_regularisers = frozenset({"opacity_sparsity", "opacity_entropy"})
+    name: ClassVar[str] = "gaussians"
+    is_3d: ClassVar[bool] = True
+    # No per-sample weights along rays: the orientation loss has nothing to act on.
+    supported_regularisers: ClassVar[frozenset[str]] = frozenset(
+        {"opacity_sparsity", "opacity_entropy"}
+    )
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> GaussianScene:
+        """From a run's config: its ``gaussians`` and ``background`` sections."""
+        return cls(cfg.gaussians, build_background(cfg.background.kind, cfg.background.colour))
+
+    @staticmethod
+    def describe(cfg: Any) -> str:
+        g = cfg.gaussians
+        return (
+            f"{g.initial_count} 3D Gaussians ({g.init_shape}), at most {g.max_count}, "
+            f"densified every {g.densify_every} steps from {g.densify_start}"
+        )
+
+    @property
+    def surface_level(self) -> float:
+        """The summed density of the mesh's surface (and of occupancy)."""
+        return self.config.mesh_threshold
 
     def __init__(
         self, config: GaussianConfig = GaussianConfig(), background: Background | None = None

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from ssd3d.errors import SSD3DError
 from ssd3d.export.mesh import DEFAULT_DENSITY_THRESHOLD, extract_mesh
-from ssd3d.scene.background import Background, SolidBackground, SphericalHarmonicsBackground
+from ssd3d.scene.background import Background, build_background
 from ssd3d.scene.cameras import Cameras
 from ssd3d.scene.fields import RadianceField, VoxelGridField
 from ssd3d.scene.render import RenderConfig, RenderOutput, render
@@ -74,14 +74,10 @@ class RadianceScene(nn.Module):
     def from_config(cls, cfg: Any) -> RadianceScene:
         """From a run's config (its ``grid``, ``growth``, ``render``, ``background``,
         ``optim`` and ``export`` sections)."""
-        if cfg.background.kind == "solid":
-            background: Background = SolidBackground(cfg.background.colour)
-        else:
-            background = SphericalHarmonicsBackground(init_colour=cfg.background.colour)
         optim = cfg.optim
         return cls(
             VoxelGridField(cfg.grid),
-            background,
+            build_background(cfg.background.kind, cfg.background.colour),
             cfg.render,
             lr={
                 "density": optim.lr_density,
