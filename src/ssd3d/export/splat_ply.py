@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ssd3d.errors import SSD3DError
 from ssd3d.atomic import atomic_write_bytes
+from ssd3d.errors import SSD3DError
 
 MAX_REST = 45  # degree 3: 3 * (16 - 1)
 
