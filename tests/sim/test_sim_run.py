@@ -77,8 +77,9 @@ def test_per_sample_coefficient_is_biased_and_running_is_not(overlapping) -> Non
     floor = {k: [v.bias2_floor for v in vs] for k, vs in overlapping.curves.items()}
     # In 2D the per-sample c moves E[g] far beyond the estimate's noise at some t; the
     # running c stays within a few noise levels of 0 everywhere.
-    assert max(b - 10 * f for b, f in zip(bias["per_sample"], floor["per_sample"])) > 0
-    assert all(abs(b) < 5 * f + 1e-9 for b, f in zip(bias["running"], floor["running"]))
+    pairs = {k: list(zip(bias[k], floor[k], strict=True)) for k in ("per_sample", "running")}
+    assert max(b - 10 * f for b, f in pairs["per_sample"]) > 0
+    assert all(abs(b) < 5 * f + 1e-9 for b, f in pairs["running"])
 
 
 def test_report_states_which_claims_hold(overlapping) -> None:
