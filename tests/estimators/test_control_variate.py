@@ -140,7 +140,10 @@ def test_guidance_scale_one_is_refused_and_above_one_only_scales_ssd():
     with pytest.raises(SSD3DError, match="zero gradient"):
         build_estimator("ssd guidance_scale=1")
     p = predictions((5, 3), torch.tensor([10, 100, 300, 700, 950]))
-    torch.testing.assert_close(SSD(guidance_scale=1.5)(p) * 13.0, SSD(guidance_scale=7.5)(p))
+    matched = {"tau": 200, "match_norm": True}
+    torch.testing.assert_close(
+        SSD(guidance_scale=1.5, **matched)(p) * 13.0, SSD(guidance_scale=7.5, **matched)(p)
+    )
 
 
 def test_three_interval_form_against_hand_computed_values():
@@ -158,7 +161,7 @@ def test_three_interval_form_against_hand_computed_values():
     for i in range(6):
         torch.testing.assert_close(g[i], expected[i][i])
     # with norm matching the low branch takes ||w omega h||, the middle one is untouched
-    g = SSD(tau=800, three_interval=True, tau_low=150, coefficient="one")(p)
+    g = SSD(tau=800, three_interval=True, tau_low=150, coefficient="one", match_norm=True)(p)
     for i in (0, 1):
         torch.testing.assert_close(g[i].norm(), high[i].norm())
     torch.testing.assert_close(g[3], guided[3])
@@ -173,7 +176,8 @@ def test_branches_follow_the_batch_timesteps():
     assert NFSD().branches() == {"cond", "uncond", "neg"}
     unmatched = SSD(tau=200, match_norm=False)
     assert unmatched.branches(low) == {"cond"} and unmatched.branches(mixed) == {"cond", "uncond"}
-    assert SSD().branches(low) == {"cond", "uncond"}  # the norm it matches needs eps_uncond
+    # the norm it matches needs eps_uncond
+    assert SSD(match_norm=True).branches(low) == {"cond", "uncond"}
     assert SDS(guidance_scale=1.0).branches() == {"cond"}
     assert CSD(use_negative=True).branches(high) == {"cond", "neg"}
     # what they need is enough: NFSD at low t and unmatched SSD run without the others

@@ -73,7 +73,7 @@ def test_adaptive_coefficient_is_per_sample_least_squares(shape):
 def test_ssd_picks_branch_per_sample_in_mixed_batch():
     t = torch.tensor([50, 200, 201, 900])
     p = make_predictions((4, 3, 8, 8), t=t)
-    est = SSD(guidance_scale=7.5, tau=200, coefficient="per_sample")
+    est = SSD(guidance_scale=7.5, tau=200, coefficient="per_sample", match_norm=True)
     g = est(p)
     w = bcast(1 - p.alpha_bar, p.x0)
     h_w = w * 6.5 * (p.eps_cond - p.eps_uncond)
@@ -121,8 +121,8 @@ def test_ssd_tau_extremes():
 
 def test_ssd_with_match_norm_scales_linearly_in_omega():
     p = make_predictions((5, 3, 4, 4))
-    g1 = SSD(guidance_scale=7.5)(p)
-    g2 = SSD(guidance_scale=100.0)(p)
+    g1 = SSD(guidance_scale=7.5, match_norm=True)(p)
+    g2 = SSD(guidance_scale=100.0, match_norm=True)(p)
     torch.testing.assert_close(g2, g1 * (99.0 / 6.5))
 
 

@@ -17,6 +17,17 @@ ESTIMATORS: dict[str, type[Estimator]] = {
 }
 
 
+# Parameters of earlier versions, still read so that recorded specs (benchmark results,
+# run folders) keep parsing: old name -> (new name, old value -> new value). The old
+# "adaptive" coefficient was the per-sample one.
+LEGACY_PARAMETERS = {
+    "variance_reduction": (
+        "coefficient",
+        {"adaptive": "per_sample", "sds": "one", "none": "zero"},
+    ),
+}
+
+
 def _unknown(kind: str, value: str, valid: list[str]) -> SSD3DError:
     close = difflib.get_close_matches(value, valid, n=1)
     hint = f"; did you mean '{close[0]}'?" if close else ""
@@ -34,6 +45,10 @@ def build_estimator(spec: str, **params) -> Estimator:
     cls = ESTIMATORS[name]
     fields = {f.name: f for f in dataclasses.fields(cls)}
     for key, value in [parse_override(p) for p in pairs] + list(params.items()):
+        if key not in fields and key in LEGACY_PARAMETERS and LEGACY_PARAMETERS[key][0] in fields:
+            params.pop(key, None)
+            key, values = LEGACY_PARAMETERS[key]
+            value = values.get(value, value)
         if key not in fields:
             raise _unknown(f"parameter of estimator '{name}'", key, list(fields))
         default = fields[key].default

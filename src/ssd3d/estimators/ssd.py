@@ -91,12 +91,17 @@ class SSD(Estimator):
     tau = 0 gives mode-disengaging almost everywhere; tau = T - 1 gives mode-seeking
     everywhere. With match_norm (and two intervals) the guidance scale only rescales every
     gradient by omega, so under Adam SSD barely depends on it. guidance_scale must be > 1.
+
+    Defaults from the simulations (docs/results/ssd_claims.md): tau = 800 (InstructHumans'
+    threshold; with PGC-3D's 100 or method.md's 200 four steps in five or more take the
+    classifier branch and SSD acts like CSD) and no norm matching (matched to the tiny
+    classifier term near the data, the mode-seeking branch all but vanishes under Adam).
     """
 
     guidance_scale: float = 7.5
-    tau: int = 200
+    tau: int = 800
     coefficient: str = "running"
-    match_norm: bool = True
+    match_norm: bool = False
     three_interval: bool = False
     tau_low: int = 150  # only with three_interval
     weighting: str = "sds"

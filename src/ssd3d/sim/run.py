@@ -57,7 +57,8 @@ DEFAULT_ESTIMATORS: dict[str, str] = {
     "SSD per-sample c": "ssd coefficient=per_sample",
     "SSD c=1": "ssd coefficient=one",
     "SSD c=0": "ssd coefficient=zero",
-    "SSD no norm-match": "ssd match_norm=false",
+    "SSD norm-match": "ssd match_norm=true",
+    "SSD tau=200 norm-match": "ssd tau=200 match_norm=true",  # method.md's formula
     "SSD tau=0": "ssd tau=0",  # mode-disengaging at every t > 0
     "SSD tau=T": "ssd tau=999",  # tau < T is required: 999 sends every t to mode-seeking
 }

@@ -74,7 +74,7 @@ MULTI_FACE_SHAPES = ("wedge", "arrow", "mug")
 # "sds s=100"); parameters not listed keep their name.
 LABEL_ABBREVIATIONS = {
     "guidance_scale": "s",
-    "variance_reduction": "vr",
+    "coefficient": "c",
     "match_norm": "norm",
     "use_negative": "neg",
     "t_threshold": "t_thr",
@@ -91,8 +91,8 @@ DEFAULT_ESTIMATORS = (
     "csd",
     "nfsd",
     "ssd",
-    "ssd variance_reduction=sds",
-    "ssd variance_reduction=none",
+    "ssd coefficient=one",
+    "ssd coefficient=zero",
     "ssd match_norm=false",
     "ssd tau=0",
     "ssd tau=100",
