@@ -82,9 +82,10 @@ LABEL_ABBREVIATIONS = {
 }
 
 # The estimator set: SDS at the two guidance scales practitioners use, the peers,
-# SSD with its defaults, and one ablation per SSD switch. tau = 0 puts every sampled t on
-# the mode-disengaging branch, tau = 999 every t on the mode-seeking branch; 100/400/600
-# fill in the tau sweep (method.md: ablate tau over {0, 100, 200, 400, T}).
+# SSD with its defaults (tau = 800, no norm matching, running c), and one ablation per SSD
+# switch. tau = 0 puts every sampled t on the mode-disengaging branch, tau = 999 every t on
+# the mode-seeking branch; 100/200/400 fill in the tau sweep (method.md: ablate tau over
+# {0, 100, 200, 400, T}; 200 was SSD's earlier default).
 DEFAULT_ESTIMATORS = (
     "sds guidance_scale=7.5",
     "sds guidance_scale=100",
@@ -93,11 +94,11 @@ DEFAULT_ESTIMATORS = (
     "ssd",
     "ssd coefficient=one",
     "ssd coefficient=zero",
-    "ssd match_norm=false",
+    "ssd match_norm=true",
     "ssd tau=0",
     "ssd tau=100",
+    "ssd tau=200",
     "ssd tau=400",
-    "ssd tau=600",
     "ssd tau=999",
 )
 # Two symmetric and two less symmetric shapes (the wedge's front and back differ, for the
