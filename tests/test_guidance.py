@@ -54,3 +54,26 @@ def test_gradient_is_the_estimator_on_those_predictions():
     g, p = distillation_gradient(prior, SDS(guidance_scale=7.5), x0, t, noise, rows(prior, 4))
     torch.testing.assert_close(g, SDS(guidance_scale=7.5)(p))
     assert not g.requires_grad  # a gradient, not a graph
+
+
+def test_nfsd_asks_for_the_negative_prompt_only_where_some_t_uses_it():
+    prior = LinearPrior()
+    x0 = torch.randn(2, 2, dtype=torch.float64)
+    noise = torch.randn(2, 2, dtype=torch.float64)
+    _, p = distillation_gradient(prior, NFSD(), x0, torch.tensor([10, 150]), noise, rows(prior, 2))
+    assert prior.calls == [4] and p.eps_neg is None  # cond and uncond only
+    distillation_gradient(prior, NFSD(), x0, torch.tensor([10, 700]), noise, rows(prior, 2))
+    assert prior.calls == [4, 6]
+
+
+def test_identical_rows_are_predicted_once_and_shared():
+    prior = LinearPrior()
+    x0 = torch.randn(3, 2, dtype=torch.float64)
+    noise = torch.randn(3, 2, dtype=torch.float64)
+    r = rows(prior, 3)
+    r["neg"] = r["uncond"].clone()  # an empty negative prompt is the empty prompt
+    t = torch.tensor([300, 500, 900])
+    g, p = distillation_gradient(prior, NFSD(), x0, t, noise, r)
+    assert prior.calls == [6]
+    assert torch.equal(p.eps_neg, p.eps_uncond)
+    torch.testing.assert_close(g, NFSD()(p))

@@ -280,7 +280,7 @@ def test_estimator_items_take_labels_and_derive_them():
     with pytest.raises(SSD3DError, match="distinct"):
         bench_config(estimators="ssd;x:ssd tau=1;ssd")
     with pytest.raises(SSD3DError, match="'ssd' and 'x' are the same estimator"):
-        bench_config(estimators="ssd;x:ssd tau=200")  # tau=200 is the default
+        bench_config(estimators="ssd;x:ssd tau=800")  # tau=800 is the default
 
 
 class _FakeJudge:

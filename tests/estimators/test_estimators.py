@@ -54,7 +54,7 @@ def test_sds_equals_closed_form_cfg(shape, s):
 
 def test_sds_guidance_one_is_mode_seeking_with_sds_control_variate():
     p = make_predictions((4, 3, 8, 8))
-    torch.testing.assert_close(SDS(guidance_scale=1.0)(p), ModeSeeking("sds")(p))
+    torch.testing.assert_close(SDS(guidance_scale=1.0)(p), ModeSeeking("one")(p))
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -73,7 +73,7 @@ def test_adaptive_coefficient_is_per_sample_least_squares(shape):
 def test_ssd_picks_branch_per_sample_in_mixed_batch():
     t = torch.tensor([50, 200, 201, 900])
     p = make_predictions((4, 3, 8, 8), t=t)
-    est = SSD(guidance_scale=7.5, tau=200)
+    est = SSD(guidance_scale=7.5, tau=200, coefficient="per_sample", match_norm=True)
     g = est(p)
     w = bcast(1 - p.alpha_bar, p.x0)
     h_w = w * 6.5 * (p.eps_cond - p.eps_uncond)
@@ -102,10 +102,11 @@ def test_match_norm_gives_disengaging_norm_on_low_t_branch(shape):
     assert not torch.allclose(g_off.flatten(1).norm(dim=1), h_w.flatten(1).norm(dim=1))
 
 
-@pytest.mark.parametrize("kind,c", [("sds", 1.0), ("none", 0.0)])
+@pytest.mark.parametrize("kind,c", [("one", 1.0), ("zero", 0.0), ("running", 1.0)])
 def test_ssd_fixed_coefficients(kind, c):
+    # "running" without a companion (or with an empty one) is c = 1
     p = make_predictions((3, 2, 4, 4), t=torch.tensor([10, 20, 30]))
-    g = SSD(tau=500, variance_reduction=kind, match_norm=False)(p)
+    g = SSD(tau=500, coefficient=kind, match_norm=False)(p)
     w = bcast(1 - p.alpha_bar, p.x0)
     torch.testing.assert_close(g, w * (p.eps_cond - c * p.noise))
 
@@ -114,14 +115,14 @@ def test_ssd_tau_extremes():
     p = make_predictions((8, 2))
     assert p.t.min() > 0
     torch.testing.assert_close(SSD(tau=0)(p), ModeDisengaging(guidance_scale=7.5)(p))
-    low = SSD(tau=999, match_norm=False)(p)
-    torch.testing.assert_close(low, ModeSeeking(variance_reduction="adaptive")(p))
+    low = SSD(tau=999, match_norm=False, coefficient="per_sample")(p)
+    torch.testing.assert_close(low, ModeSeeking(coefficient="per_sample")(p))
 
 
 def test_ssd_with_match_norm_scales_linearly_in_omega():
     p = make_predictions((5, 3, 4, 4))
-    g1 = SSD(guidance_scale=7.5)(p)
-    g2 = SSD(guidance_scale=100.0)(p)
+    g1 = SSD(guidance_scale=7.5, match_norm=True)(p)
+    g2 = SSD(guidance_scale=100.0, match_norm=True)(p)
     torch.testing.assert_close(g2, g1 * (99.0 / 6.5))
 
 
@@ -163,8 +164,8 @@ def test_weightings():
 
 
 def test_registry_builds_with_parameters_and_round_trips():
-    est = build_estimator("ssd tau=300 match_norm=false variance_reduction=sds")
-    assert est == SSD(tau=300, match_norm=False, variance_reduction="sds")
+    est = build_estimator("ssd tau=300 match_norm=false coefficient=one three_interval=true")
+    assert est == SSD(tau=300, match_norm=False, coefficient="one", three_interval=True)
     assert build_estimator(describe(est)) == est
     assert build_estimator("sds", guidance_scale=7.5) == SDS(guidance_scale=7.5)
 
@@ -176,7 +177,10 @@ def test_registry_builds_with_parameters_and_round_trips():
         ("ssd tau=1000", "tau"),
         ("ssd tau=-1", "tau"),
         ("sds guidance_scale=-1", "guidance_scale"),
-        ("ssd variance_reduction=foo", "variance_reduction"),
+        ("ssd coefficient=foo", "coefficient"),
+        ("ssd guidance_scale=1", "guidance_scale must be > 1"),
+        ("ssd guidance_scale=0.5", "guidance_scale must be > 1"),
+        ("ssd three_interval=true tau=100 tau_low=150", "tau_low must be <= tau"),
         ("ssd taux=3", "did you mean 'tau'"),
         ("ssd match_norm=3", "match_norm"),
         ("ssd tau=2.5", "tau"),

@@ -170,3 +170,22 @@ def test_ctrl_c_finishes_the_step_then_resumes_bit_for_bit(tmp_path, tiny_prior,
     a, b = scene_tensors(straight), scene_tensors(stopped)
     for key in a:
         assert torch.equal(a[key], b[key]), key
+
+
+def test_the_running_coefficient_is_checkpointed_and_resumed(tmp_path, tiny_prior, tiny_config):
+    # SSD's default coefficient is a running estimate over earlier steps: a resume that
+    # forgot its sums would take c = 1 again and leave the uninterrupted run's bits.
+    from ssd3d.pipeline.run_dir import RunDir
+
+    assert "coefficient=running" in tiny_config.estimator or "coefficient" not in (
+        tiny_config.estimator
+    )
+    straight = generate(tiny_config, tmp_path / "a", prior=tiny_prior, progress=False)
+    stopped = generate(tiny_config, tmp_path / "b", prior=tiny_prior, stop_after=3, progress=False)
+    saved = RunDir(stopped).load_checkpoint().estimator
+    assert int(saved["count"].sum()) == 3 * tiny_config.views_per_step
+    resume(stopped, prior=tiny_prior, progress=False)
+    a, b = scene_tensors(straight), scene_tensors(stopped)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    final = RunDir(stopped).load_checkpoint().estimator
+    assert int(final["count"].sum()) == tiny_config.steps * tiny_config.views_per_step

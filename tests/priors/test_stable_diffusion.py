@@ -18,6 +18,7 @@ from ssd3d.estimators import NFSD  # noqa: E402
 from ssd3d.guidance import distillation_gradient  # noqa: E402
 from ssd3d.priors.base import DiffusionPrior, add_noise, make_alphas_cumprod  # noqa: E402
 from ssd3d.priors.stable_diffusion import (  # noqa: E402
+    NFSD_NEGATIVE_PROMPT,
     RANDOM_ARCHITECTURES,
     StableDiffusionConfig,
     StableDiffusionPrior,
@@ -303,3 +304,29 @@ def test_random_sd21_architecture_has_the_real_checkpoints_sizes():
     assert sum(p.numel() for p in vae.parameters()) == 83_653_863
     with pytest.raises(SSD3DError, match="unknown random architecture 'huge'"):
         save_tiny_pipeline("unused", architecture="huge")
+
+
+def test_nfsd_uses_the_presets_negative_prompt_and_skips_it_where_unused(prior):
+    from ssd3d.pipeline.config import preset
+
+    negative = preset("stable-diffusion")["negative_prompt"]
+    assert negative == NFSD_NEGATIVE_PROMPT
+    gen = torch.Generator().manual_seed(5)
+    x0 = prior.encode(torch.rand(1, 3, 64, 64, generator=gen))
+    noise = torch.randn(x0.shape, generator=gen)
+    cond, uncond, neg = prior.embed(["a red cat", "", negative])
+    rows = {"cond": cond[None], "uncond": uncond[None], "neg": neg[None]}
+    calls, handle = count_calls(prior.unet)
+    try:
+        grad, preds = distillation_gradient(prior, NFSD(), x0, torch.tensor([700]), noise, rows)
+        _, low = distillation_gradient(prior, NFSD(), x0, torch.tensor([100]), noise, rows)
+    finally:
+        handle.remove()
+    # t >= 200: three branches, and the negative prompt's eps is its own, not the empty one's
+    assert [c["x"].shape[0] for c in calls] == [3, 2]
+    assert (preds.eps_neg - preds.eps_uncond).abs().max() > 1e-4
+    w = 1 - prior.alphas_cumprod[700]
+    h = 7.5 * (preds.eps_cond - preds.eps_uncond)
+    torch.testing.assert_close(grad, w * (h + preds.eps_uncond - preds.eps_neg))
+    # t < 200: delta_D = eps_uncond, so the negative branch is not computed at all
+    assert low.eps_neg is None

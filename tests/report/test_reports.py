@@ -53,7 +53,7 @@ def test_run_report_shows_the_run(run_folder):
         assert name in page.refs, name
     # prompt, prior, the estimator with every parameter resolved, the config, the timings
     assert "a red cube" in html and "exact" in html
-    assert "ssd guidance_scale=7.5 tau=600 variance_reduction=adaptive" in html
+    assert "ssd guidance_scale=7.5 tau=600 coefficient=running match_norm=false" in html
     assert "grid:" in html and "export:" in html  # config.yaml, inline
     train_s = json.loads((run_folder / "summary.json").read_text())["train_seconds"]
     assert f"{train_s:.1f} s" in html

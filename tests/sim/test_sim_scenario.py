@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -86,3 +87,46 @@ def test_missing_and_unknown_scenarios() -> None:
         load_scenario("nowhere/x.yaml")
     with pytest.raises(SSD3DError, match="unknown scenario 'seperated'.*separated"):
         load_scenario("seperated")
+
+
+def test_transformed_copy_is_the_same_mixture_moved() -> None:
+    import itertools
+
+    import torch
+
+    from ssd3d.sim.scenario import transformed_scenario
+
+    base = load_scenario("separated")
+    copy = transformed_scenario(base, seed=3)
+    again = transformed_scenario(base, seed=3)
+    assert copy == again and copy != transformed_scenario(base, seed=4)
+    means_a = torch.cat([base.class_means(i) for i in range(2)])
+    means_b = torch.cat([copy.class_means(i) for i in range(2)])
+    pairs = list(itertools.combinations(range(len(means_a)), 2))
+    da = torch.stack([(means_a[i] - means_a[j]).norm() for i, j in pairs])
+    db = torch.stack([(means_b[i] - means_b[j]).norm() for i, j in pairs])
+    scale = float(db[0] / da[0])
+    assert 0.5 <= scale <= 2.0
+    torch.testing.assert_close(db, scale * da)  # a similarity: every distance scales alike
+    assert copy.classes[0].stds == pytest.approx([scale * 0.5] * 3)
+    assert copy.optim.lr == pytest.approx(scale * base.optim.lr)
+    # log-density of the mapped points = original log-density - D log s
+    x = base.prior().sample("left", 5, torch.Generator().manual_seed(0))
+    q = torch.linalg.lstsq(means_a - means_a.mean(0), means_b - means_b.mean(0)).solution
+    y = (x - means_a.mean(0)) @ q + means_b.mean(0)
+    torch.testing.assert_close(
+        copy.prior().log_prob(y, "left"), base.prior().log_prob(x, "left") - 2 * math.log(scale)
+    )
+    transformed_scenario(load_scenario("highdim"), seed=1).prior()  # 64D copies build too
+
+
+def test_anisotropic_components_cannot_be_rotated(tmp_path: Path) -> None:
+    from ssd3d.sim.scenario import parse_scenario, transformed_scenario
+
+    data = {
+        "name": "aniso",
+        "classes": [{"name": "a", "means": [[0.0, 0.0]], "stds": [[0.5, 1.0]]}],
+        "prompt": "a",
+    }
+    with pytest.raises(SSD3DError, match="only isotropic stds"):
+        transformed_scenario(parse_scenario(data), seed=1)

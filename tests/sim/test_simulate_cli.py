@@ -83,3 +83,16 @@ def test_help_states_the_real_defaults() -> None:
     assert result.exit_code == 0
     assert f"(default {SimulationConfig().steps})" in result.output
     assert f"(default {SimulationConfig().particles})" in result.output
+
+
+def test_copies_add_transformed_scenarios(tmp_path: Path) -> None:
+    out = tmp_path / "sim"
+    args = ["simulate", "--scenario", "overlapping", "--estimators", "SSD", "--steps", "3"]
+    args += ["--particles", "8", "--copies", "1", "--out", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert list(metrics["scenarios"]) == ["overlapping", "overlapping-t1"]
+    assert (out / "overlapping-t1.png").is_file()
+    bad = CliRunner().invoke(app, ["simulate", "--copies", "-1", "--out", str(out)])
+    assert bad.exit_code == 2 and "--copies must be >= 0" in bad.output

@@ -22,30 +22,30 @@ from ssd3d.toyworld.vocabulary import all_prompts, parse_prompt
 # "sds s=100"); parameters not listed keep their name.
 LABEL_ABBREVIATIONS = {
     "guidance_scale": "s",
-    "variance_reduction": "vr",
+    "coefficient": "c",
     "match_norm": "norm",
     "use_negative": "neg",
     "t_threshold": "t_thr",
     "weighting": "w",
 }
 
-# SDS at the two guidance scales practitioners use, the peers, SSD with its defaults, and
-# one ablation per SSD switch. tau = 0 puts every sampled t on the mode-disengaging branch,
-# tau = 999 every t on the mode-seeking branch; 100/400/600 fill in the tau sweep
-# (docs/method.md).
+# SDS at the two guidance scales practitioners use, the peers, SSD with its defaults (tau =
+# 800, no norm matching, running c), and one ablation per SSD switch. tau = 0 puts every
+# sampled t on the mode-disengaging branch, tau = 999 every t on the mode-seeking branch;
+# 100/200/400 fill in the tau sweep (docs/method.md; 200 was SSD's earlier default).
 DEFAULT_ESTIMATORS = (
     "sds guidance_scale=7.5",
     "sds guidance_scale=100",
     "csd",
     "nfsd",
     "ssd",
-    "ssd variance_reduction=sds",
-    "ssd variance_reduction=none",
-    "ssd match_norm=false",
+    "ssd coefficient=one",
+    "ssd coefficient=zero",
+    "ssd match_norm=true",
     "ssd tau=0",
     "ssd tau=100",
+    "ssd tau=200",
     "ssd tau=400",
-    "ssd tau=600",
     "ssd tau=999",
 )
 # Two symmetric and two less symmetric shapes (the wedge's front and back differ, for the

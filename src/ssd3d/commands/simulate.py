@@ -24,13 +24,19 @@ def register(app: typer.Typer) -> None:
             None,
             "--estimators",
             help="Comma-separated estimators: default labels ('SSD c=1') or specs for "
-            "build_estimator ('ssd tau=0'). Default: the 12 of the comparison.",
+            "build_estimator ('ssd tau=0'). Default: the 14 of the comparison.",
         ),
         steps: int = typer.Option(None, "--steps", help="Optimisation steps (default 400)."),
         particles: int = typer.Option(
             None, "--particles", help="Particles per estimator (default 256)."
         ),
         seed: int = typer.Option(0, "--seed", help="Seed of starts, timesteps and noise."),
+        copies: int = typer.Option(
+            0,
+            "--copies",
+            help="Also run N randomly rotated, scaled and shifted copies of each scenario "
+            "(seeds 1..N; isotropic components only).",
+        ),
         out: Path = typer.Option(DEFAULT_OUT, "--out", help="Directory for figures and metrics."),
         threads: int = typer.Option(
             None,
@@ -53,7 +59,9 @@ def register(app: typer.Typer) -> None:
         try:
             if threads is not None and threads < 1:
                 raise SSD3DError(f"--threads must be >= 1; got {threads}")
-            _simulate(scenario, estimators, steps, particles, seed, out, threads)
+            if copies < 0:
+                raise SSD3DError(f"--copies must be >= 0; got {copies}")
+            _simulate(scenario, estimators, steps, particles, seed, out, threads, copies)
         except SSD3DError as e:
             # Also when called through typer's test runner, not only through cli.main.
             typer.echo(f"error: {e}", err=True)
@@ -68,6 +76,7 @@ def _simulate(
     seed: int,
     out: Path,
     threads: int | None,
+    copies: int = 0,
 ) -> None:
     import dataclasses
     import json
@@ -79,11 +88,12 @@ def _simulate(
     from ssd3d.sim.plots import scenario_figure, variance_figure
     from ssd3d.sim.report import markdown_report, print_tables, results_to_dict
     from ssd3d.sim.run import SimulationConfig, parse_estimators
-    from ssd3d.sim.scenario import BUILTIN_SCENARIOS, load_scenario
+    from ssd3d.sim.scenario import BUILTIN_SCENARIOS, load_scenario, transformed_scenario
 
     start = time.perf_counter()
     names = BUILTIN_SCENARIOS if scenario is None else [s.strip() for s in scenario.split(",")]
     scenarios = [load_scenario(n) for n in names if n]
+    scenarios += [transformed_scenario(s, k) for s in list(scenarios) for k in range(1, copies + 1)]
     chosen = parse_estimators(estimators)
     overrides = {"seed": seed}
     if steps is not None:

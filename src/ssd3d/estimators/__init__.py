@@ -3,11 +3,15 @@
 Usage in any pipeline::
 
     est = build_estimator("ssd tau=200")
+    state = est.make_state()                 # None unless the estimator keeps running sums
     preds = NoisePredictions(x0, noise, t, alpha_bar, eps_cond, eps_uncond)
-    loss = surrogate_loss(x0, est(preds))   # backward() sends the gradient into x0's graph
+    loss = surrogate_loss(x0, est(preds, state=state))  # backward() sends it into x0's graph
+    if state is not None:
+        state.update(preds)                  # after the gradient: later steps see this one
 """
 
-from ssd3d.estimators.base import Branch, Estimator, NoisePredictions
+from ssd3d.estimators.base import Branch, Estimator, EstimatorState, NoisePredictions
+from ssd3d.estimators.control_variate import RunningCoefficient
 from ssd3d.estimators.loss import surrogate_loss
 from ssd3d.estimators.peers import CSD, NFSD, ModeDisengaging, ModeSeeking
 from ssd3d.estimators.registry import ESTIMATORS, build_estimator, describe
@@ -35,9 +39,11 @@ __all__ = [
     "Branch",
     "DreamTime",
     "Estimator",
+    "EstimatorState",
     "ModeDisengaging",
     "ModeSeeking",
     "NoisePredictions",
+    "RunningCoefficient",
     "Uniform",
     "build_estimator",
     "classifier_free_guidance",

@@ -9,7 +9,7 @@ coefficient, a norm, a branch on ``t``) is computed per sample, never over the b
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, Protocol
 
 from torch import Tensor
 
@@ -55,17 +55,41 @@ class NoisePredictions:
         return value
 
 
+class EstimatorState(Protocol):
+    """What a stateful estimator's companion offers the training loop (control_variate.py)."""
+
+    def update(self, p: NoisePredictions) -> None: ...
+
+    def state_dict(self) -> dict[str, Tensor]: ...
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None: ...
+
+
 class Estimator:
-    """Base class: subclasses are frozen dataclasses with a ``needs`` class attribute."""
+    """Base class: subclasses are frozen dataclasses with a ``needs`` class attribute.
+
+    An estimator stays a pure function of its inputs. One that estimates something from
+    earlier steps (SSD's running coefficient) keeps it in a companion object made by
+    ``make_state()`` and passed back as ``state=``; the loop calls ``state.update(preds)``
+    after each gradient. Stateless estimators return None and ignore ``state``.
+    """
 
     name: ClassVar[str]
     needs: ClassVar[frozenset[Branch]] = frozenset({"cond", "uncond"})
 
-    def __call__(self, p: NoisePredictions) -> Tensor:  # gradient on x0, same shape
+    def __call__(
+        self, p: NoisePredictions, state: EstimatorState | None = None
+    ) -> Tensor:  # gradient on x0, same shape
         raise NotImplementedError
 
-    def branches(self) -> frozenset[Branch]:
-        """The predictions this instance needs (an instance may need fewer than its class)."""
+    def make_state(self) -> EstimatorState | None:
+        """A fresh companion for one run, or None when the estimator keeps no state."""
+        return None
+
+    def branches(self, t: Tensor | None = None) -> frozenset[Branch]:
+        """The predictions this instance needs; given the batch's timesteps t [B], only
+        those that some sample of this batch uses (an instance may need fewer than its
+        class, and a batch fewer than its instance)."""
         return self.needs
 
 

@@ -10,12 +10,14 @@ from torch import Tensor
 from ssd3d.estimators.base import (
     Branch,
     Estimator,
+    EstimatorState,
     NoisePredictions,
     check_choice,
     check_guidance_scale,
     check_timestep,
 )
-from ssd3d.estimators.ssd import NUM_TRAIN_TIMESTEPS, VARIANCE_REDUCTIONS, reduced_mode_seeking
+from ssd3d.estimators.control_variate import RunningCoefficient
+from ssd3d.estimators.ssd import COEFFICIENTS, NUM_TRAIN_TIMESTEPS, reduced_mode_seeking
 from ssd3d.estimators.terms import mode_disengaging, per_sample
 from ssd3d.estimators.weighting import check_weighting, weight
 
@@ -38,10 +40,10 @@ class CSD(Estimator):
         check_guidance_scale(self.guidance_scale)
         check_weighting(self.weighting)
 
-    def branches(self) -> frozenset[Branch]:
+    def branches(self, t: Tensor | None = None) -> frozenset[Branch]:
         return frozenset({"cond", "neg" if self.use_negative else "uncond"})
 
-    def __call__(self, p: NoisePredictions) -> Tensor:
+    def __call__(self, p: NoisePredictions, state: EstimatorState | None = None) -> Tensor:
         reference = p.require("neg" if self.use_negative else "uncond")
         w = per_sample(weight(self.weighting, p.alpha_bar), p.x0)
         return w * self.guidance_scale * mode_disengaging(p.eps_cond, reference)
@@ -67,10 +69,20 @@ class NFSD(Estimator):
         check_timestep("t_threshold", self.t_threshold, NUM_TRAIN_TIMESTEPS)
         check_weighting(self.weighting)
 
-    def __call__(self, p: NoisePredictions) -> Tensor:
+    def branches(self, t: Tensor | None = None) -> frozenset[Branch]:
+        # The negative prompt's prediction only enters delta_D at t >= t_threshold.
+        if t is not None and not bool((t >= self.t_threshold).any()):
+            return frozenset({"cond", "uncond"})
+        return self.needs
+
+    def __call__(self, p: NoisePredictions, state: EstimatorState | None = None) -> Tensor:
         eps_uncond = p.require("uncond")
-        low_t = per_sample(p.t < self.t_threshold, p.x0).bool()
-        delta_d = torch.where(low_t, eps_uncond, eps_uncond - p.require("neg"))
+        low_t = p.t < self.t_threshold
+        if bool(low_t.all()):
+            delta_d = eps_uncond
+        else:
+            low = per_sample(low_t, p.x0).bool()
+            delta_d = torch.where(low, eps_uncond, eps_uncond - p.require("neg"))
         w = per_sample(weight(self.weighting, p.alpha_bar), p.x0)
         return w * (self.guidance_scale * mode_disengaging(p.eps_cond, eps_uncond) + delta_d)
 
@@ -79,22 +91,26 @@ class NFSD(Estimator):
 class ModeSeeking(Estimator):
     """The mode-seeking term alone, with a control variate: ``g = w(t) (eps_cond - c eps)``.
 
-    With variance_reduction "sds" this is SDS at guidance 1.
+    With coefficient "one" this is SDS at guidance 1; "running" needs ``make_state()``'s
+    companion (without it c = 1), as in SSD.
     """
 
-    variance_reduction: str = "sds"
+    coefficient: str = "one"
     weighting: str = "sds"
 
     name = "mode-seeking"
     needs = frozenset({"cond"})
 
     def __post_init__(self) -> None:
-        check_choice("variance_reduction", self.variance_reduction, VARIANCE_REDUCTIONS)
+        check_choice("coefficient", self.coefficient, COEFFICIENTS)
         check_weighting(self.weighting)
 
-    def __call__(self, p: NoisePredictions) -> Tensor:
+    def make_state(self) -> RunningCoefficient | None:
+        return RunningCoefficient() if self.coefficient == "running" else None
+
+    def __call__(self, p: NoisePredictions, state: EstimatorState | None = None) -> Tensor:
         w = per_sample(weight(self.weighting, p.alpha_bar), p.x0)
-        return w * reduced_mode_seeking(self.variance_reduction, p)
+        return w * reduced_mode_seeking(self.coefficient, p, state)
 
 
 @dataclass(frozen=True)
@@ -113,6 +129,6 @@ class ModeDisengaging(Estimator):
         check_guidance_scale(self.guidance_scale)
         check_weighting(self.weighting)
 
-    def __call__(self, p: NoisePredictions) -> Tensor:
+    def __call__(self, p: NoisePredictions, state: EstimatorState | None = None) -> Tensor:
         w = per_sample(weight(self.weighting, p.alpha_bar), p.x0)
         return w * (self.guidance_scale - 1.0) * mode_disengaging(p.eps_cond, p.require("uncond"))

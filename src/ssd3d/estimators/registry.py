@@ -18,12 +18,32 @@ ESTIMATORS: dict[str, type[Estimator]] = {
 }
 
 
+# Parameters of earlier versions, still read so that recorded specs (benchmark results,
+# run folders) keep parsing: old name -> (new name, old value -> new value). The old
+# "adaptive" coefficient was the per-sample one.
+LEGACY_PARAMETERS = {
+    "variance_reduction": (
+        "coefficient",
+        {"adaptive": "per_sample", "sds": "one", "none": "zero"},
+    ),
+}
+
+
 def build_estimator(spec: str, **params) -> Estimator:
     """Build an estimator from ``"name key=value ..."`` plus keyword parameters.
 
     Raises ``SSD3DError`` naming the bad estimator, parameter or value.
     """
-    return parse_spec(spec, ESTIMATORS, "estimator", **params)
+    name, *pairs = spec.split() or [""]
+    fields = {f.name for f in dataclasses.fields(ESTIMATORS[name])} if name in ESTIMATORS else set()
+    renamed = []
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        if key not in fields and key in LEGACY_PARAMETERS and LEGACY_PARAMETERS[key][0] in fields:
+            key, values = LEGACY_PARAMETERS[key]
+            value = values.get(value, value)
+        renamed.append(f"{key}={value}")
+    return parse_spec(" ".join([name, *renamed]), ESTIMATORS, "estimator", **params)
 
 
 def _spell(value) -> str:

@@ -43,7 +43,10 @@ def mode_seeking(eps_cond: Tensor) -> Tensor:
 
 
 def variance_reducing(noise: Tensor, coefficient: Tensor | float) -> Tensor:
-    """``-c * eps``: a zero-mean control variate; ``coefficient`` is a float or per-sample [B]."""
+    """``-c * eps``: a control variate, zero-mean only while c does not depend on this eps.
+
+    ``coefficient`` is a float or per-sample [B].
+    """
     if isinstance(coefficient, Tensor):
         coefficient = per_sample(coefficient, noise)
     return -coefficient * noise
@@ -52,7 +55,8 @@ def variance_reducing(noise: Tensor, coefficient: Tensor | float) -> Tensor:
 def optimal_coefficient(eps_cond: Tensor, noise: Tensor) -> Tensor:
     """Per-sample ``c = <eps_cond, eps> / <eps, eps>``: minimises ``||eps_cond - c eps||``. [B]
 
-    The least-squares projection of the mode-seeking term on the noise: the control-variate
-    coefficient that removes the noise both share (SSD's adaptive variance reduction).
+    The least-squares projection of the mode-seeking term on the noise. It uses the sample's
+    own eps, so ``-c eps`` is not zero-mean (SSD's coefficient="per_sample"); the unbiased
+    estimate of the same population ratio is ``control_variate.RunningCoefficient``.
     """
     return dot(eps_cond, noise) / dot(noise, noise).clamp_min(NORM_EPS)

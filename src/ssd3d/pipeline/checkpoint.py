@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -29,6 +29,8 @@ SCENE_FILE = "scene.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"
 STATE_FILE = "state.json"
 RNG_KEY = "rng_state"
+# The estimator's companion state (a running coefficient's sums) in the optimizer file.
+ESTIMATOR_PREFIX = "estimator."
 
 
 @dataclass
@@ -39,6 +41,8 @@ class TrainingState:
     scene: dict[str, torch.Tensor]
     optimizer: dict  # torch.optim state_dict
     rng_state: torch.Tensor  # torch.Generator.get_state()
+    # The estimator's companion (``Estimator.make_state()``) as tensors; {} when stateless.
+    estimator: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 def _optimizer_tensors(state_dict: dict) -> tuple[dict[str, torch.Tensor], dict]:
@@ -85,6 +89,8 @@ def save_checkpoint(folder: Path, state: TrainingState) -> None:
         atomic.write_synced(tmp / SCENE_FILE, save(scene))
         tensors, meta = _optimizer_tensors(state.optimizer)
         tensors[RNG_KEY] = state.rng_state.cpu().contiguous()
+        for key, value in state.estimator.items():
+            tensors[ESTIMATOR_PREFIX + key] = value.detach().cpu().contiguous()
         atomic.write_synced(tmp / OPTIMIZER_FILE, save(tensors))
         info = {"format_version": FORMAT_VERSION, "step": state.step, "optimizer": meta}
         # Last: a .tmp with a state.json holds both tensor files whole (synced before it).
@@ -115,6 +121,11 @@ def _read(folder: Path) -> TrainingState:
             scene=scene,
             optimizer=_optimizer_state_dict(tensors, info["optimizer"]),
             rng_state=tensors[RNG_KEY],
+            estimator={
+                k[len(ESTIMATOR_PREFIX) :]: v
+                for k, v in tensors.items()
+                if k.startswith(ESTIMATOR_PREFIX)
+            },
         )
     except SSD3DError:
         raise

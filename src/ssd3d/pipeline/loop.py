@@ -101,6 +101,9 @@ class Distillation:
         self.prior = prior
         self.device = torch.device(cfg.device)
         self.estimator: Estimator = build_estimator(cfg.estimator)
+        # A stateful companion (a running control-variate coefficient), None for the pure
+        # estimators; checkpointed with the scene.
+        self.estimator_state = self.estimator.make_state()
         self.schedule = cfg.timesteps.build()
         self.scene: Scene = build_scene(cfg).to(self.device)
         self.conditioning = Conditioning.embed(prior, cfg, self.scene)
@@ -121,6 +124,7 @@ class Distillation:
             self.scene.state_dict(),
             self.optimizer.state_dict(),
             self.generator.get_state(),
+            {} if self.estimator_state is None else self.estimator_state.state_dict(),
         )
 
     def save(self, run_dir: RunDir) -> None:
@@ -137,6 +141,10 @@ class Distillation:
             raise SSD3DError(
                 f"checkpoint in {run_dir.path} does not match its config: {e}"
             ) from None
+        if self.estimator_state is not None:
+            # A checkpoint written without one (an older run) resumes with empty sums.
+            if state.estimator:
+                self.estimator_state.load_state_dict(state.estimator)
         self.generator.set_state(state.rng_state)
         self.step = state.step
 
@@ -163,9 +171,12 @@ class Distillation:
         noise = torch.randn(x0.shape, generator=gen, dtype=x0.dtype).to(self.device)
         labels = view_labels(cameras, cfg.view_prompts)
         rows = self.conditioning.rows(labels)
-        preds = noise_predictions(self.prior, x0, t, noise, rows, self.estimator.branches())
+        # Only the branches this step's t need (SSD's branch per t asks for one prediction).
+        preds = noise_predictions(self.prior, x0, t, noise, rows, self.estimator.branches(t))
         lap("prior")
-        grad = self.estimator(preds)
+        grad = self.estimator(preds, state=self.estimator_state)
+        if self.estimator_state is not None:
+            self.estimator_state.update(preds)  # after the gradient: it uses earlier steps only
         lap("estimator")
         if not torch.isfinite(grad).all():
             raise NonFiniteGradient(

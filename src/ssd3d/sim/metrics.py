@@ -13,10 +13,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ssd3d.estimators import Branch, Estimator
-from ssd3d.guidance import distillation_gradient
+from ssd3d.estimators import Branch, Estimator, EstimatorState, RunningCoefficient
+from ssd3d.estimators.terms import optimal_coefficient
+from ssd3d.guidance import noise_predictions
 from ssd3d.priors.gmm import GaussianMixturePrior
-from ssd3d.sim.stacked import Stacked
+from ssd3d.sim.stacked import Stacked, StackedState, block_of
 
 # "Inside the support" = Mahalanobis distance < 3 in 2D, i.e. inside the ellipse that holds
 # P(chi2_2 < 9) = 1 - exp(-4.5) = 98.9% of a component's mass. In D dimensions a sample's
@@ -108,23 +109,29 @@ def gradient_variance(
     rows: dict[Branch, Tensor],
     draws: int,
     seed: int,
+    states: Sequence[EstimatorState | None] | None = None,
 ) -> list[GradientVariance]:
     """Each estimator's gradient variance at fixed x0 [S, D] and one timestep t.
 
     Every estimator sees the same ``draws`` noise draws per point (one prior call for all);
-    ``rows[branch]`` holds one conditioning row, [1].
+    ``rows[branch]`` holds one conditioning row, [1]. ``states``: each estimator's
+    companion as it stands (read, never updated here), None for none.
     """
     e, (s, d) = len(estimators), x0.shape
     noise = torch.randn(draws * s, d, generator=torch.Generator().manual_seed(seed), dtype=x0.dtype)
     batch = e * draws * s
-    grad, _ = distillation_gradient(
+    stacked = Stacked(tuple(estimators), draws * s)
+    ts = torch.full((batch,), t, dtype=torch.long)
+    preds = noise_predictions(
         prior,
-        Stacked(tuple(estimators), draws * s),
         x0.repeat(e * draws, 1),
-        torch.full((batch,), t, dtype=torch.long),
+        ts,
         noise.repeat(e, 1),
         {b: r.expand(batch) for b, r in rows.items()},
+        stacked.branches(ts),
     )
+    state = StackedState(list(states), draws * s) if states is not None else None
+    grad = stacked(preds, state=state)
     g = grad.reshape(e, draws, s, d)
     var = (g - g.mean(1, keepdim=True)).square().sum(-1).mean(1)  # [E, S]
     energy = g.square().sum(-1).mean(1)  # [E, S]
@@ -133,3 +140,76 @@ def gradient_variance(
         GradientVariance(variance=float(v), relative=float(r))
         for v, r in zip(var.mean(1), relative, strict=True)
     ]
+
+
+@dataclass(frozen=True)
+class CoefficientCurvePoint:
+    """Bias and variance of ``eps_cond - c eps`` at one t, averaged over fixed x0 points."""
+
+    variance: float  # E ||g - E[g]||^2 over noise draws
+    relative: float  # variance / E ||g||^2
+    bias2: float  # ||E[g] - E[eps_cond]||^2 = ||E[c eps]||^2, debiased (can dip below 0)
+    bias2_floor: float  # standard error of bias2 (what a zero bias reads as)
+    coefficient: float  # mean c over draws and points
+
+
+# The coefficient forms of the bias/variance-vs-t figure, in plot order.
+COEFFICIENT_FORMS = ("per_sample", "running", "one", "zero")
+
+
+def coefficient_curves(
+    prior: GaussianMixturePrior,
+    x0: Tensor,
+    timesteps: Sequence[int],
+    cond_row: Tensor,
+    draws: int,
+    seed: int,
+) -> dict[str, list[CoefficientCurvePoint]]:
+    """Bias and variance of the mode-seeking term ``eps_cond - c eps`` (w = 1) against t.
+
+    At fixed x0 [S, D] and each t, ``draws`` fresh noise draws per point. The running
+    coefficient is what a RunningCoefficient holds after an independent set of ``draws``
+    earlier draws at the same x0 and t (the sums a loop would have gathered), so its c does
+    not depend on the measured noise. E[g] - E[eps_cond] = -E[c eps] is estimated from the
+    same draws, with the 1/n noise of the squared norm removed.
+    """
+    s, d = x0.shape
+    gen = torch.Generator().manual_seed(seed)
+    out: dict[str, list[CoefficientCurvePoint]] = {k: [] for k in COEFFICIENT_FORMS}
+    for t in timesteps:
+        ts = torch.full((2 * draws * s,), int(t), dtype=torch.long)
+        noise = torch.randn(2 * draws * s, d, generator=gen, dtype=x0.dtype)
+        preds = noise_predictions(
+            prior, x0.repeat(2 * draws, 1), ts, noise, {"cond": cond_row.expand(len(ts))}, {"cond"}
+        )
+        half = draws * s
+        past, now = slice(0, half), slice(half, 2 * half)
+        running = RunningCoefficient(num_train_timesteps=prior.alphas_cumprod.shape[0])
+        running.update(block_of(preds, past))
+        eps_cond, eps = preds.eps_cond[now], preds.noise[now]
+        forms = {
+            "per_sample": optimal_coefficient(eps_cond, eps),
+            "running": running.coefficient(preds.t[now]).to(eps.dtype),
+            "one": eps.new_ones(half),
+            "zero": eps.new_zeros(half),
+        }
+        for kind, c in forms.items():
+            g = (eps_cond - c[:, None] * eps).reshape(draws, s, d)
+            shift = (c[:, None] * eps).reshape(draws, s, d)  # g = eps_cond - shift
+            var = (g - g.mean(0)).square().sum(-1).mean(0)  # [S], 1/n normalised
+            energy = g.square().sum(-1).mean(0)
+            mean_shift = shift.mean(0)  # [S, D]
+            # E||mean||^2 = ||mu||^2 + tr(Cov)/n: subtract an unbiased tr(Cov)/n.
+            cov_tr = (shift - mean_shift).square().sum(-1).sum(0) / (draws - 1)  # [S]
+            per_point = mean_shift.square().sum(-1) - cov_tr / draws
+            out[kind].append(
+                CoefficientCurvePoint(
+                    variance=float(var.mean()),
+                    relative=float((var / energy.clamp_min(1e-300)).mean()),
+                    bias2=float(per_point.mean()),
+                    # sd of the estimate when the bias is 0 (isotropic approximation)
+                    bias2_floor=float((cov_tr / draws).mean() * (2 / d) ** 0.5 / s**0.5),
+                    coefficient=float(c.mean()),
+                )
+            )
+    return out

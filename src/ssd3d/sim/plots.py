@@ -216,33 +216,50 @@ def scenario_figure(result: ScenarioResult, path: Path) -> Path:
 
 
 def variance_figure(results: Sequence[ScenarioResult], path: Path) -> Path:
-    """Gradient variance of the mode-seeking term against t, for c = 1, c = 0 and adaptive c."""
+    """Variance (top) and squared bias (bottom) of the mode-seeking term against t, per c."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     n = len(results)
-    fig = Figure(figsize=(4.2 * n, 4.0), dpi=DPI)
+    fig = Figure(figsize=(4.2 * n, 7.4), dpi=DPI)
     FigureCanvasAgg(fig)
-    axes = fig.subplots(1, n, squeeze=False, sharey=True)[0]
+    axes = fig.subplots(2, n, squeeze=False, sharex=True)
     styles = {
-        "c=1": ("#d62728", "-", "c = 1 (SDS)"),
-        "c=0": ("#7f7f7f", "--", "c = 0"),
-        "adaptive": ("#1f77b4", "-", "adaptive c (SSD)"),
+        "per_sample": ("#1f77b4", "-", "per-sample c"),
+        "running": ("#2ca02c", "-", "running c (earlier steps)"),
+        "one": ("#d62728", "-", "c = 1 (SDS)"),
+        "zero": ("#7f7f7f", "--", "c = 0"),
     }
-    for ax, result in zip(axes, results, strict=True):
+    for col, result in enumerate(results):
         t = list(result.curve_timesteps)
+        top, bottom = axes[0, col], axes[1, col]
+        floor = None
         for key, values in result.curves.items():
             colour, ls, name = styles.get(key, ("black", ":", key))
-            ax.plot(t, [v.variance for v in values], color=colour, ls=ls, lw=1.8, label=name)
-        ax.set_yscale("log")
-        ax.set_xlabel("timestep t", fontsize=10)
-        ax.set_title(f"{result.scenario.name} (D = {result.prior.dim})", fontsize=11)
-        ax.grid(alpha=0.3, which="both")
-        ax.tick_params(labelsize=8)
-    axes[0].set_ylabel("E ||g - E g||²,  g = eps_cond - c·eps", fontsize=10)
-    axes[0].legend(fontsize=9, loc="lower left")
+            top.plot(t, [v.variance for v in values], color=colour, ls=ls, lw=1.8, label=name)
+            # A bias estimate below its own noise level is drawn at that level.
+            noise = [max(v.bias2_floor, 1e-12) for v in values]
+            shown = [max(v.bias2, f) for v, f in zip(values, noise, strict=True)]
+            bottom.plot(t, shown, color=colour, ls=ls, lw=1.8, label=name)
+            floor = (
+                noise if floor is None else [max(a, b) for a, b in zip(floor, noise, strict=True)]
+            )
+        if floor is not None:
+            bottom.fill_between(t, 1e-12, floor, color="0.85", label="noise level of the estimate")
+        top.set_title(f"{result.scenario.name} (D = {result.prior.dim})", fontsize=11)
+        bottom.set_xlabel("timestep t", fontsize=10)
+        for ax in (top, bottom):
+            ax.set_yscale("log")
+            ax.grid(alpha=0.3, which="both")
+            ax.tick_params(labelsize=8)
+        bottom.set_ylim(bottom=max(min(floor or [1e-6]) / 3, 1e-12))
+    axes[0, 0].set_ylabel("variance E ||g - E g||²", fontsize=10)
+    axes[1, 0].set_ylabel("squared bias ||E g - E eps_cond||²", fontsize=10)
+    axes[0, 0].legend(fontsize=8, loc="lower left")
+    axes[1, 0].legend(fontsize=8, loc="upper right")
     fig.suptitle(
-        "Gradient variance at fixed x0 ~ p(x | prompt), over noise draws (w(t) = 1)", fontsize=12
+        "g = eps_cond - c·eps at fixed x0 ~ p(x | prompt), over noise draws (w(t) = 1)",
+        fontsize=12,
     )
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

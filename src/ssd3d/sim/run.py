@@ -2,8 +2,10 @@
 
 The optimised "scene" is the particles themselves (x0 = theta, ``encode`` is the
 identity). Each step draws t with the scenario's schedule (the 3D pipeline's schedules),
-draws noise, asks ``ssd3d.guidance.distillation_gradient`` for the gradient (one batched
-prior call) and hands it to Adam or plain gradient descent. Every particle is its own
+draws noise, asks the prior for the branches this step's t need (one batched call,
+``ssd3d.guidance.noise_predictions``), computes the gradient, updates the estimators'
+companions (SSD's running coefficient) and hands the gradient to Adam or plain gradient
+descent. Every particle is its own
 scene: Adam's statistics are per coordinate, so particles do not interact.
 
 All estimators of a scenario run side by side in one batch (``Stacked``): each gets its
@@ -26,13 +28,20 @@ from ssd3d.estimators import (
     SCHEDULES,
     Branch,
     Estimator,
-    ModeSeeking,
     build_estimator,
     describe,
 )
-from ssd3d.guidance import distillation_gradient
+from ssd3d.guidance import noise_predictions
 from ssd3d.priors.gmm import GaussianMixturePrior
-from ssd3d.sim.metrics import GradientVariance, ParticleMetrics, gradient_variance, particle_metrics
+from ssd3d.sim.metrics import (
+    COEFFICIENT_FORMS,
+    CoefficientCurvePoint,
+    GradientVariance,
+    ParticleMetrics,
+    coefficient_curves,
+    gradient_variance,
+    particle_metrics,
+)
 from ssd3d.sim.scenario import Scenario
 from ssd3d.sim.stacked import Stacked
 
@@ -44,16 +53,24 @@ DEFAULT_ESTIMATORS: dict[str, str] = {
     "SDS s=100": "sds guidance_scale=100",
     "CSD": "csd",
     "NFSD": "nfsd",
-    "SSD": "ssd",  # s = 7.5, tau = 200, adaptive c, match_norm
-    "SSD c=1": "ssd variance_reduction=sds",
-    "SSD c=0": "ssd variance_reduction=none",
-    "SSD no norm-match": "ssd match_norm=false",
+    "SSD": "ssd",  # its defaults (ssd.py)
+    "SSD per-sample c": "ssd coefficient=per_sample",
+    "SSD c=1": "ssd coefficient=one",
+    "SSD c=0": "ssd coefficient=zero",
+    "SSD norm-match": "ssd match_norm=true",
+    "SSD tau=200 norm-match": "ssd tau=200 match_norm=true",  # method.md's formula
     "SSD tau=0": "ssd tau=0",  # mode-disengaging at every t > 0
     "SSD tau=T": "ssd tau=999",  # tau < T is required: 999 sends every t to mode-seeking
 }
 
-# The control-variate coefficients of the variance-vs-t figure: key -> ModeSeeking's switch.
-COEFFICIENTS: dict[str, str] = {"c=1": "sds", "c=0": "none", "adaptive": "adaptive"}
+# The coefficient forms of the bias/variance-vs-t figure: key -> label.
+COEFFICIENTS: dict[str, str] = {
+    "per_sample": "per-sample c",
+    "running": "running c",
+    "one": "c = 1 (SDS)",
+    "zero": "c = 0",
+}
+assert tuple(COEFFICIENTS) == COEFFICIENT_FORMS
 
 
 @dataclass(frozen=True)
@@ -68,13 +85,15 @@ class SimulationConfig:
     variance_draws: int = 32  # noise draws per point and t
     variance_bins: int = 10  # timestep bins of width T / bins (per-estimator variance)
     curve_points: int = 25  # timesteps on the variance-vs-t figure's grid
+    curve_draws: int = 256  # noise draws per point and t on that grid (the bias needs many)
 
     def __post_init__(self) -> None:
         for name in ("steps", "particles", "variance_points", "variance_bins", "curve_points"):
             if getattr(self, name) < 1:
                 raise SSD3DError(f"{name} must be >= 1; got {getattr(self, name)}")
-        if self.variance_draws < 2:
-            raise SSD3DError(f"variance_draws must be >= 2; got {self.variance_draws}")
+        for name in ("variance_draws", "curve_draws"):
+            if getattr(self, name) < 2:
+                raise SSD3DError(f"{name} must be >= 2; got {getattr(self, name)}")
         if self.tracked < 0:
             raise SSD3DError(f"tracked must be >= 0; got {self.tracked}")
 
@@ -101,7 +120,7 @@ class ScenarioResult:
     runs: tuple[EstimatorRun, ...]
     bin_timesteps: tuple[int, ...]  # the centre t of each variance bin
     curve_timesteps: tuple[int, ...]  # the t grid of the curves
-    curves: dict[str, tuple[GradientVariance, ...]]  # COEFFICIENTS label -> one per t
+    curves: dict[str, tuple[CoefficientCurvePoint, ...]]  # COEFFICIENTS key -> one per t
     seconds: float  # wall time of the scenario
 
 
@@ -192,6 +211,7 @@ def run_scenario(
     d = initial.shape[1]
     x = initial.repeat(e, 1)  # [E * N, D], block i = estimator i
     stacked = Stacked(ests, n)
+    state = stacked.make_state()  # the members' companions (running sums), or None
     rows = {b: r.expand(e * n) for b, r in branch_rows(prior, scenario).items()}
     schedule = SCHEDULES[scenario.optim.schedule]()
     optimizer = OPTIMIZERS[scenario.optim.optimizer](scenario.optim.lr)
@@ -200,9 +220,13 @@ def run_scenario(
     for step in range(config.steps):
         t = schedule.sample(step, config.steps, n, generator)
         noise = torch.randn(n, d, generator=generator, dtype=x.dtype)
-        grad, _ = distillation_gradient(prior, stacked, x, t.repeat(e), noise.repeat(e, 1), rows)
+        ts = t.repeat(e)
+        preds = noise_predictions(prior, x, ts, noise.repeat(e, 1), rows, stacked.branches(ts))
         # grad is d loss / d x0 for each particle (surrogate_loss without the 1 / B batch
         # mean, since each particle is its own scene).
+        grad = stacked(preds, state=state)
+        if state is not None:
+            state.update(preds)  # after the gradient: this step's noise never sets its own c
         optimizer.step(x, grad)
         path.append(x.reshape(e, n, d)[:, :tracked].clone())
         if on_step is not None:
@@ -223,8 +247,12 @@ def run_scenario(
     one_rows = branch_rows(prior, scenario)
     num_t = prior.alphas_cumprod.shape[0]
     bins = bin_centres(config.variance_bins, num_t)
+    # Each estimator with its companion as the run left it (read only).
+    members = state.states if state is not None else None
     by_bin = [
-        gradient_variance(prior, ests, x_fixed, t, one_rows, config.variance_draws, config.seed + 2)
+        gradient_variance(
+            prior, ests, x_fixed, t, one_rows, config.variance_draws, config.seed + 2, members
+        )
         for t in bins
     ]
     runs = tuple(
@@ -238,17 +266,13 @@ def run_scenario(
         )
         for i, (label, est) in enumerate(estimators.items())
     )
-    # The variance-vs-t figure: the mode-seeking term eps_cond - c eps alone, unweighted
+    # The bias/variance-vs-t figure: the mode-seeking term eps_cond - c eps alone, unweighted
     # (w(t) = 1), so that only the coefficient c differs between the curves.
-    terms = [ModeSeeking(variance_reduction=k, weighting="uniform") for k in COEFFICIENTS.values()]
     grid = torch.linspace(1, num_t - 1, config.curve_points).round().long().tolist()
-    per_t = [
-        gradient_variance(
-            prior, terms, x_fixed, t, one_rows, config.variance_draws, config.seed + 2
-        )
-        for t in grid
-    ]
-    curves = {name: tuple(v[i] for v in per_t) for i, name in enumerate(COEFFICIENTS)}
+    per_form = coefficient_curves(
+        prior, x_fixed, grid, one_rows["cond"], config.curve_draws, config.seed + 3
+    )
+    curves = {k: tuple(v) for k, v in per_form.items()}
     return ScenarioResult(
         scenario=scenario,
         prior=prior,

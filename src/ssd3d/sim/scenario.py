@@ -194,3 +194,59 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
 def scenario_to_dict(scenario: Scenario) -> dict[str, Any]:
     """The scenario as plain data (for metrics.json)."""
     return dataclasses.asdict(scenario)
+
+
+def _isotropic_stds(spec: ClassSpec, k: int, where: str) -> list[float]:
+    """One std per component, or an error: a rotation keeps only isotropic Gaussians diagonal."""
+    stds = spec.stds
+    if isinstance(stds, (int, float)) and not isinstance(stds, bool):
+        return [float(stds)] * k
+    if isinstance(stds, (list, tuple)) and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in stds
+    ):
+        return [float(v) for v in stds]
+    raise SSD3DError(f"{where}: only isotropic stds can be rotated; got {stds!r}")
+
+
+def transformed_scenario(
+    scenario: Scenario, seed: int, scale_range: tuple[float, float] = (0.5, 2.0)
+) -> Scenario:
+    """A randomly rotated, scaled and shifted copy of a scenario with isotropic components.
+
+    x -> s Q x + b with Q a Haar-random rotation, s log-uniform in ``scale_range`` and
+    b ~ N(0, s^2 I): means and the start move with the map, stds and the start's spread
+    scale by s, and the optimiser's lr scales by s so that it covers the same share of
+    the scene per step. The mixture's shape is the same; what changes is where it sits
+    relative to the diffusion's fixed noise scale, which every estimator must cope with.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    d = scenario.data_dim
+    q, r = torch.linalg.qr(torch.randn(d, d, generator=gen, dtype=torch.float64))
+    q = q * torch.sign(torch.diagonal(r))  # Haar measure over orthogonal matrices
+    lo, hi = scale_range
+    u = float(torch.rand(1, generator=gen, dtype=torch.float64))
+    s = float(
+        torch.exp(torch.tensor(lo).log() + u * (torch.tensor(hi).log() - torch.tensor(lo).log()))
+    )
+    b = s * torch.randn(d, generator=gen, dtype=torch.float64)
+
+    def move(x: Tensor) -> list[float]:
+        return (s * (q @ x) + b).tolist()
+
+    classes = []
+    for i, c in enumerate(scenario.classes):
+        means = scenario.class_means(i)
+        stds = _isotropic_stds(c, means.shape[0], f"classes[{i}] ('{c.name}').stds")
+        classes.append(
+            dataclasses.replace(c, means=tuple(move(m) for m in means), stds=[s * v for v in stds])
+        )
+    start = torch.tensor(scenario.init.mean or [0.0] * d, dtype=torch.float64)
+    return dataclasses.replace(
+        scenario,
+        name=f"{scenario.name}-t{seed}",
+        description=f"{scenario.name} rotated, scaled x{s:.2f} and shifted (seed {seed})",
+        dim=d,
+        classes=tuple(classes),
+        init=InitSpec(mean=tuple(move(start)), std=s * scenario.init.std),
+        optim=dataclasses.replace(scenario.optim, lr=s * scenario.optim.lr),
+    )

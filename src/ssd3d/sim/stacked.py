@@ -7,7 +7,38 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ssd3d.estimators import Branch, Estimator, NoisePredictions
+from ssd3d.estimators import Branch, Estimator, EstimatorState, NoisePredictions
+
+
+def block_of(p: NoisePredictions, part: slice) -> NoisePredictions:
+    return NoisePredictions(**{k: None if v is None else v[part] for k, v in vars(p).items()})
+
+
+class StackedState:
+    """The companions of a Stacked estimator's members (None for stateless members)."""
+
+    def __init__(self, states: list[EstimatorState | None], block: int):
+        self.states, self.block = states, block
+
+    def update(self, p: NoisePredictions) -> None:
+        for i, state in enumerate(self.states):
+            if state is not None:
+                state.update(block_of(p, slice(i * self.block, (i + 1) * self.block)))
+
+    def state_dict(self) -> dict[str, Tensor]:
+        out = {}
+        for i, state in enumerate(self.states):
+            if state is not None:
+                out.update({f"{i}.{k}": v for k, v in state.state_dict().items()})
+        return out
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        for i, member in enumerate(self.states):
+            if member is not None:
+                prefix = f"{i}."
+                member.load_state_dict(
+                    {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+                )
 
 
 @dataclass(frozen=True)
@@ -22,19 +53,27 @@ class Stacked(Estimator):
 
     name = "stacked"
 
-    def branches(self) -> frozenset[Branch]:
-        return frozenset().union(*(e.branches() for e in self.estimators))
+    def _part(self, i: int) -> slice:
+        return slice(i * self.block, (i + 1) * self.block)
 
-    def __call__(self, p: NoisePredictions) -> Tensor:
+    def branches(self, t: Tensor | None = None) -> frozenset[Branch]:
+        if t is None:
+            return frozenset().union(*(e.branches() for e in self.estimators))
+        return frozenset().union(
+            *(e.branches(t[self._part(i)]) for i, e in enumerate(self.estimators))
+        )
+
+    def make_state(self) -> StackedState | None:
+        states = [e.make_state() for e in self.estimators]
+        return None if all(s is None for s in states) else StackedState(states, self.block)
+
+    def __call__(self, p: NoisePredictions, state: EstimatorState | None = None) -> Tensor:
         if p.x0.shape[0] != self.block * len(self.estimators):
             raise ValueError(
                 f"batch of {p.x0.shape[0]} is not {len(self.estimators)} blocks of {self.block}"
             )
+        states = state.states if isinstance(state, StackedState) else [None] * len(self.estimators)
         out = []
         for i, estimator in enumerate(self.estimators):
-            part = slice(i * self.block, (i + 1) * self.block)
-            sub = NoisePredictions(
-                **{k: None if v is None else v[part] for k, v in vars(p).items()}
-            )
-            out.append(estimator(sub))
+            out.append(estimator(block_of(p, self._part(i)), state=states[i]))
         return torch.cat(out)
