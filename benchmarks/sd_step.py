@@ -360,8 +360,13 @@ def timed_row(
     }
 
 
-def mode_name(mode: str) -> str:
-    return "eager" if mode == "none" else f"compiled {mode}"
+def mode_name(mode: str, args: argparse.Namespace) -> str:
+    name = "eager" if mode == "none" else f"compiled {mode}"
+    if args.vae_checkpointing:
+        name += ", VAE checkpointing"
+    if not args.channels_last:
+        name += ", no channels-last"
+    return name
 
 
 def run(args: argparse.Namespace, model: str) -> dict:
@@ -380,16 +385,16 @@ def run(args: argparse.Namespace, model: str) -> dict:
     rows, profiles = [], []
     for mode in args.compile:
         prior.set_compile(mode)
-        row = timed_row(mode_name(mode), STEP_KINDS[args.step], prior, args)
+        row = timed_row(mode_name(mode, args), STEP_KINDS[args.step], prior, args)
         rows.append(row)
         if args.floor:
-            floor = timed_row(f"floor, {mode_name(mode)}", time_floor, prior, args)
+            floor = timed_row(f"floor, {mode_name(mode, args)}", time_floor, prior, args)
             row["floor_fraction"] = (
                 floor["stages"]["total"]["median_ms"] / row["stages"]["total"]["median_ms"]
             )
             rows.append(floor)
         if args.profile:
-            profiles.append(profile_mode(mode_name(mode), prior, args))
+            profiles.append(profile_mode(mode_name(mode, args), prior, args))
     result = {
         "step": args.step,
         "model": args.model or f"random {args.random} pipeline (save_tiny_pipeline)",

@@ -16,12 +16,14 @@ def load_prior(
     encode_resolution: int | None = None,
     views_per_prompt: int = 200,
     smoothing: float = 0.0,
+    compile: str = "none",
 ) -> DiffusionPrior:
     """``toy``: the shipped ToyWorld UNet (``model`` = another .safetensors file);
     ``exact``: ToyWorld's exact posterior over its rendered dataset (cached on first use,
     ``views_per_prompt`` views at ``resolution``; ``model`` = a dataset file instead), its
     images blurred by ``smoothing``;
-    ``stable-diffusion``: a diffusers checkpoint (``model`` = hub id or local folder).
+    ``stable-diffusion``: a diffusers checkpoint (``model`` = hub id or local folder),
+    its UNet and VAE encode torch.compiled in mode ``compile`` unless "none".
     """
     if name == "toy":
         from ssd3d.priors.toy import ToyPrior
@@ -51,7 +53,7 @@ def load_prior(
     if name == "stable-diffusion":
         from ssd3d.priors.stable_diffusion import StableDiffusionConfig, StableDiffusionPrior
 
-        kwargs = {"device": device} | ({"model": model} if model else {})
+        kwargs = {"device": device, "compile": compile} | ({"model": model} if model else {})
         if encode_resolution is not None:
             kwargs["encode_resolution"] = encode_resolution
         return StableDiffusionPrior(StableDiffusionConfig(**kwargs))

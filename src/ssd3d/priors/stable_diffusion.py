@@ -532,7 +532,8 @@ class StableDiffusionPrior:
         sample = x_t.to(self.device, self.dtype)
         if self._channels_last:
             sample = sample.contiguous(memory_format=torch.channels_last)
-        # non_blocking: t is the only host tensor a caller is likely to pass; never a sync.
+        # t is on the device already from the loop; a host t is copied without waiting on the
+        # device where its memory allows (pinned).
         t = t.to(self.device, non_blocking=True)
         with torch.no_grad(), torch.profiler.record_function("sd.unet"):
             out = self._unet_eps(sample, t, cond.to(self.device, self.dtype), x_t.to(self.device))
