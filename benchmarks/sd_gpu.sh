@@ -47,6 +47,14 @@ print(min(rows, key=lambda r: r["stages"]["total"]["median_ms"])["compile"] if r
 EOF
 )
 
+# The layout and algorithm choices, eager: what channels-last and cudnn.benchmark are worth.
+lap "1 view, eager, without channels-last / cudnn benchmark"
+"${bench[@]}" --no-channels-last --steps 50 --warmup 5 \
+  --out "$out/pipeline_1view_no_channels_last.json" | tee "$out/pipeline_1view_no_channels_last.log"
+"${bench[@]}" --no-cudnn-benchmark --steps 50 --warmup 5 \
+  --out "$out/pipeline_1view_no_cudnn_benchmark.json" | tee "$out/pipeline_1view_no_cudnn_benchmark.log"
+tables
+
 # Four views per step: memory grows with the batch through the VAE at 512x512.
 lap "4 views: none $best"
 # shellcheck disable=SC2086

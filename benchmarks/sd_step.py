@@ -314,6 +314,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="keep the UNet and VAE encoder in the default memory format on CUDA",
     )
     p.add_argument(
+        "--no-cudnn-benchmark",
+        dest="cudnn_benchmark",
+        action="store_false",
+        help="leave torch.backends.cudnn.benchmark as it is on CUDA",
+    )
+    p.add_argument(
         "--vae-checkpointing",
         action="store_true",
         help="recompute the VAE encoder's activations in backward (less memory)",
@@ -366,6 +372,8 @@ def mode_name(mode: str, args: argparse.Namespace) -> str:
         name += ", VAE checkpointing"
     if not args.channels_last:
         name += ", no channels-last"
+    if not args.cudnn_benchmark:
+        name += ", no cudnn benchmark"
     return name
 
 
@@ -379,6 +387,7 @@ def run(args: argparse.Namespace, model: str) -> dict:
         dtype=args.dtype,
         channels_last=args.channels_last,
         vae_checkpointing=args.vae_checkpointing,
+        cudnn_benchmark=args.cudnn_benchmark,
         **overrides,
     )
     prior = StableDiffusionPrior(config)
@@ -404,6 +413,7 @@ def run(args: argparse.Namespace, model: str) -> dict:
         "vae_dtype": str(prior.vae_dtype).removeprefix("torch."),
         "channels_last": prior.device.type == "cuda" and config.channels_last,
         "vae_checkpointing": config.vae_checkpointing,
+        "cudnn_benchmark": torch.backends.cudnn.benchmark,
         "estimator": args.estimator,
         "batch": args.batch,
         "resolution": args.resolution,

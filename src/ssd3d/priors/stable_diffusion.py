@@ -101,6 +101,9 @@ class StableDiffusionConfig:
     # per call instead of hundreds of kernel launches). The first call of each shape pays the
     # compile; inductor caches its kernels (TORCHINDUCTOR_CACHE_DIR) for later processes.
     compile: CompileMode = "none"
+    # On CUDA, set torch.backends.cudnn.benchmark (process-wide): a step's shapes never change,
+    # so cuDNN's fastest convolution algorithms, timed on the first call, serve every step.
+    cudnn_benchmark: bool = True
     # Recompute the VAE encoder's activations in the backward pass instead of keeping them:
     # the 512x512 encode of each view otherwise holds over a GB of activations in fp16.
     vae_checkpointing: bool = False
@@ -373,6 +376,8 @@ class StableDiffusionPrior:
                 self.vae.quant_conv.to(memory_format=torch.channels_last)
         if config.vae_checkpointing:
             self.vae.enable_gradient_checkpointing()
+        if self.device.type == "cuda" and config.cudnn_benchmark:
+            torch.backends.cudnn.benchmark = True
 
         self.prediction_type: str = scheduler.config.prediction_type
         if self.prediction_type not in ("epsilon", "v_prediction"):
