@@ -61,8 +61,9 @@ def table(files: list[Path]) -> str:
         "### Stable Diffusion step time (`bash benchmarks/sd_gpu.sh`, `benchmarks/sd_step.py`)",
         "",
         "Median per step after warm-up; `pipeline` is a whole step of `ssd3d generate` with the "
-        "preset (render 64×64, VAE encode at 512, one batched UNet call, estimator, backward "
-        "through VAE and renderer, Adam); `distill` leaves out the 3D scene; a `floor` row "
+        "preset (render 64×64, VAE encode at 512, 64 for the tiny pipeline, one batched UNet "
+        "call, estimator, backward through VAE and renderer, Adam); `distill` leaves out the "
+        "3D scene; a `floor` row "
         "times the VAE encode, its backward and the UNet call alone, and `of floor` is floor / "
         "step. `first s` is the first step's wall time (a compiled row's compile). "
         f"Models: {'; '.join(models)}.",
