@@ -26,7 +26,7 @@ start=$SECONDS
 lap() { echo "== $1 ($((SECONDS - start)) s)"; }
 
 lap "gpu tests"
-python -m pytest -m gpu -q -p no:cacheprovider tests/priors/test_stable_diffusion.py
+python -m pytest -m gpu -q -p no:cacheprovider
 
 lap "random SD 2.1-base pipeline"
 folder=${SSD3D_RANDOM_SD:-/tmp/ssd3d_random_sd2.1-base}

@@ -168,8 +168,9 @@ def time_floor(
     n_branches = len(build_estimator(args.estimator).branches())
     images = torch.rand(args.batch, 3, args.resolution, args.resolution, generator=generator)
     images = images.to(device).requires_grad_()
-    with torch.no_grad():
-        shape = prior.encode(images).shape
+    # The latent's shape without calling encode: a no-grad call would compile another graph.
+    side = prior.config.encode_resolution // prior.vae_scale_factor
+    shape = (args.batch, prior.vae.config.latent_channels, side, side)
     grad = torch.randn(shape, generator=generator).to(device)
     x_t = torch.randn((n_branches * shape[0], *shape[1:]), generator=generator).to(device)
     t = torch.randint(20, 980, (x_t.shape[0],), generator=generator).to(device)
