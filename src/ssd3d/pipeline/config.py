@@ -184,6 +184,9 @@ class GenerateConfig:
     model: str | None = None
     # stable-diffusion only: renders are resized to this before the VAE (SD's 512 by default).
     encode_resolution: int | None = None
+    # stable-diffusion only: torch.compile mode of the UNet and the VAE encode ("none",
+    # "default", "reduce-overhead", "max-autotune"; benchmarks/sd_step.py measures each).
+    compile: str = "none"
     # A name of ssd3d.scene.REPRESENTATIONS: "nerf" (voxel radiance field), "gaussians"
     # (3D Gaussian splatting) or "image" (optimise pixels: quick estimator studies).
     representation: str = "nerf"
@@ -247,7 +250,8 @@ class GenerateConfig:
             return ToyPriorSpec(self.model, self.device)
         if self.prior == "exact":
             return ExactPriorSpec(self.model, self.camera.height, self.exact, self.device)
-        kwargs = {"device": self.device} | ({"model": self.model} if self.model else {})
+        kwargs = {"device": self.device, "compile": self.compile}
+        kwargs |= {"model": self.model} if self.model else {}
         if self.encode_resolution is not None:
             kwargs["encode_resolution"] = self.encode_resolution
         return StableDiffusionConfig(**kwargs)

@@ -48,7 +48,12 @@ class NonFiniteGradient(SSD3DError):
 
 
 def build_optimizer(cfg: GenerateConfig, scene: Scene) -> torch.optim.Adam:
-    return torch.optim.Adam(scene.param_groups(), betas=cfg.optim.betas, eps=cfg.optim.eps)
+    # On CUDA one fused kernel for every parameter instead of a launch per tensor; the CPU
+    # keeps torch's default implementation (its bits are what resume is tested against).
+    fused = torch.device(cfg.device).type == "cuda"
+    return torch.optim.Adam(
+        scene.param_groups(), betas=cfg.optim.betas, eps=cfg.optim.eps, fused=fused or None
+    )
 
 
 @dataclass
@@ -162,14 +167,15 @@ class Distillation:
             timings[name] = (now - clock) * 1e3
             clock = now
 
-        cameras = sample_cameras(cfg.camera, cfg.views_per_step, gen).to(self.device)
+        cameras = sample_cameras(cfg.camera, cfg.views_per_step, gen)
+        labels = view_labels(cameras, cfg.view_prompts)  # on the host: no device round trip
+        cameras = cameras.to(self.device)
         shading = sample_shading(cfg.shading, cameras, gen, self.step)
         out = self.scene.render(cameras, shading, gen)
         x0 = self.prior.encode(out.rgb)
         lap("render")
         t = self.schedule.sample(self.step, cfg.steps, cfg.views_per_step, gen).to(self.device)
         noise = torch.randn(x0.shape, generator=gen, dtype=x0.dtype).to(self.device)
-        labels = view_labels(cameras, cfg.view_prompts)
         rows = self.conditioning.rows(labels)
         # Only the branches this step's t need (SSD's branch per t asks for one prediction).
         preds = noise_predictions(self.prior, x0, t, noise, rows, self.estimator.branches(t))
@@ -190,24 +196,39 @@ class Distillation:
         total.backward()
         self.scene.observe_gradients(self.step)
         lap("backward")
-        for group in self.optimizer.param_groups:
-            for p in group["params"]:
-                if p.grad is not None and not torch.isfinite(p.grad).all():
-                    raise NonFiniteGradient(
-                        f"non-finite parameter gradient ({group.get('name', 'params')}) "
-                        f"at step {self.step}"
-                    )
+        self._check_parameter_gradients()
         self.optimizer.step()
         lap("optimizer")
         self.step += 1
+        # Every logged number in one device-to-host copy (one sync on a GPU, not one each).
+        scalars = torch.stack(
+            [loss.detach(), grad.flatten(1).norm(dim=1).mean()]
+            + [v.detach().to(loss.dtype) for _, v in regularisers.values()]
+        ).tolist()
         return StepRecord(
             step=self.step,
             t=t.tolist(),
-            loss=float(loss.detach()),
-            grad_norm=float(grad.flatten(1).norm(dim=1).mean()),
-            regularisers={k: float(v.detach()) for k, (_, v) in regularisers.items()},
+            loss=scalars[0],
+            grad_norm=scalars[1],
+            regularisers=dict(zip(regularisers, scalars[2:], strict=True)),
             timings_ms=timings,
         )
+
+    def _check_parameter_gradients(self) -> None:
+        """NonFiniteGradient naming the first group with NaN or inf, from one reduction."""
+        named = [
+            (group.get("name", "params"), p.grad)
+            for group in self.optimizer.param_groups
+            for p in group["params"]
+            if p.grad is not None
+        ]
+        if not named:
+            return
+        finite = torch.stack([torch.isfinite(g).all() for _, g in named])
+        if bool(finite.all()):
+            return
+        bad = next(name for (name, _), ok in zip(named, finite.tolist(), strict=True) if not ok)
+        raise NonFiniteGradient(f"non-finite parameter gradient ({bad}) at step {self.step}")
 
     def _regularisers(self, out) -> dict[str, tuple[float, Tensor]]:
         return {

@@ -34,6 +34,8 @@ from torch import Tensor
 from ssd3d.errors import SSD3DError
 
 DTypeName = Literal["auto", "float32", "float16", "bfloat16"]
+CompileMode = Literal["none", "default", "reduce-overhead", "max-autotune"]
+COMPILE_MODES: tuple[str, ...] = ("none", "default", "reduce-overhead", "max-autotune")
 
 # threestudio's stable-diffusion-guidance default is stabilityai/stable-diffusion-2-1-base.
 # Stability AI withdrew the SD 2.x repos from the hub in November 2025 (diffusers issue
@@ -91,8 +93,20 @@ class StableDiffusionConfig:
     local_files_only: bool = False
     # Hub cache folder; None follows HF_HUB_CACHE, then HF_HOME/hub, as huggingface_hub does.
     cache_dir: str | None = None
-    # Channels-last memory format for the UNet on CUDA (faster convolutions); ignored on CPU.
+    # Channels-last memory format for the UNet and the VAE encoder on CUDA (the layout cuDNN's
+    # fp16 tensor-core convolutions use natively); ignored on CPU.
     channels_last: bool = True
+    # torch.compile the UNet forward and the VAE encode (forward and backward), static shapes:
+    # "none" (eager), or a torch.compile mode. "reduce-overhead" adds CUDA graphs (one replay
+    # per call instead of hundreds of kernel launches). The first call of each shape pays the
+    # compile; inductor caches its kernels (TORCHINDUCTOR_CACHE_DIR) for later processes.
+    compile: CompileMode = "none"
+    # On CUDA, set torch.backends.cudnn.benchmark (process-wide): a step's shapes never change,
+    # so cuDNN's fastest convolution algorithms, timed on the first call, serve every step.
+    cudnn_benchmark: bool = True
+    # Recompute the VAE encoder's activations in the backward pass instead of keeping them:
+    # the 512x512 encode of each view otherwise holds over a GB of activations in fp16.
+    vae_checkpointing: bool = False
     # Text of the negative branch for estimators that use one (NFSD, CSD with use_negative).
     negative_prompt: str = NFSD_NEGATIVE_PROMPT
 
@@ -101,6 +115,10 @@ class StableDiffusionConfig:
             raise SSD3DError("model must name a hub id or a local folder; got ''")
         if self.encode_resolution <= 0:
             raise SSD3DError(f"encode_resolution must be positive; got {self.encode_resolution}")
+        if self.compile not in COMPILE_MODES:
+            raise SSD3DError(
+                f"compile must be one of {', '.join(COMPILE_MODES)}; got {self.compile!r}"
+            )
 
 
 def _env_flag(name: str) -> bool:
@@ -350,8 +368,16 @@ class StableDiffusionPrior:
             model.requires_grad_(False).eval().to(self.device)
         _use_sdpa(self.unet)
         _use_sdpa(self.vae)
-        if self.device.type == "cuda" and config.channels_last:
+        self._channels_last = self.device.type == "cuda" and config.channels_last
+        if self._channels_last:
             self.unet.to(memory_format=torch.channels_last)
+            self.vae.encoder.to(memory_format=torch.channels_last)
+            if self.vae.quant_conv is not None:
+                self.vae.quant_conv.to(memory_format=torch.channels_last)
+        if config.vae_checkpointing:
+            self.vae.enable_gradient_checkpointing()
+        if self.device.type == "cuda" and config.cudnn_benchmark:
+            torch.backends.cudnn.benchmark = True
 
         self.prediction_type: str = scheduler.config.prediction_type
         if self.prediction_type not in ("epsilon", "v_prediction"):
@@ -361,6 +387,9 @@ class StableDiffusionPrior:
             )
         # The scheduler's own table (it knows every beta schedule and zero-SNR rescaling).
         self.alphas_cumprod: Tensor = scheduler.alphas_cumprod.to(self.device, torch.float64)
+        # v -> eps coefficients, made on the device once: a step only gathers from them.
+        self._sqrt_alpha = self.alphas_cumprod.sqrt().float()
+        self._sqrt_one_minus_alpha = (1 - self.alphas_cumprod).sqrt().float()
         self.scaling_factor = float(self.vae.config.scaling_factor)
         self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
         if config.encode_resolution % self.vae_scale_factor:
@@ -370,6 +399,28 @@ class StableDiffusionPrior:
             )
         self._embeddings: dict[str, Tensor] = {}
         self.text_encoder_calls = 0
+        self.compile_mode: str = "none"
+        self.set_compile(config.compile)
+
+    def set_compile(self, mode: str, *, backend: str = "inductor") -> None:
+        """Run the UNet forward and the VAE encode eagerly (``"none"``) or torch.compiled.
+
+        ``mode`` is a ``StableDiffusionConfig.compile`` value. Shapes are static
+        (``dynamic=False``): each new batch size or resolution compiles once more, on its
+        first call. ``backend`` other than inductor (e.g. "aot_eager") is for tests: it
+        traces and differentiates the same graphs without generating kernels.
+        """
+        if mode not in COMPILE_MODES:
+            raise SSD3DError(f"compile must be one of {', '.join(COMPILE_MODES)}; got {mode!r}")
+        self.compile_mode = mode
+        if mode == "none":
+            self._unet_eps, self._vae_mean = self._unet_eps_eager, self._vae_mean_eager
+            return
+        options: dict[str, Any] = {"dynamic": False, "fullgraph": True, "backend": backend}
+        if backend == "inductor" and mode != "default":
+            options["mode"] = mode
+        self._unet_eps = torch.compile(self._unet_eps_eager, **options)
+        self._vae_mean = torch.compile(self._vae_mean_eager, **options)
 
     @property
     def embeddings(self) -> Mapping[str, Tensor]:
@@ -446,8 +497,22 @@ class StableDiffusionPrior:
         if (height, width) != size:
             x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=False)
         x = (2 * x - 1).to(self.vae_dtype)
-        latents = self.vae.encode(x).latent_dist.mean * self.scaling_factor
-        return latents.to(images.dtype)
+        if self._channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        if self.compile_mode == "reduce-overhead":
+            # A new step: CUDA graph outputs of the previous one may now be overwritten.
+            torch.compiler.cudagraph_mark_step_begin()
+        with torch.profiler.record_function("sd.vae_encode"):
+            latents = self._vae_mean(x)
+        return self._own(latents).to(images.dtype)
+
+    def _vae_mean_eager(self, x: Tensor) -> Tensor:
+        """``vae.encode(x).latent_dist.mean * scaling_factor``, without the posterior's std and
+        variance (computed by DiagonalGaussianDistribution and unused here)."""
+        moments = self.vae.encoder(x)
+        if self.vae.quant_conv is not None:
+            moments = self.vae.quant_conv(moments)
+        return moments[:, : moments.shape[1] // 2] * self.scaling_factor
 
     @torch.no_grad()
     def decode(self, latents: Tensor) -> Tensor:
@@ -470,18 +535,28 @@ class StableDiffusionPrior:
                 f"{tuple(x_t.shape)}, {tuple(t.shape)}, {tuple(cond.shape)}"
             )
         sample = x_t.to(self.device, self.dtype)
-        if self.device.type == "cuda" and self.config.channels_last:
+        if self._channels_last:
             sample = sample.contiguous(memory_format=torch.channels_last)
-        t = t.to(self.device)
-        with torch.no_grad():
-            out = self.unet(
-                sample, t, encoder_hidden_states=cond.to(self.device, self.dtype)
-            ).sample
+        # t is on the device already from the loop; a host t is copied without waiting on the
+        # device where its memory allows (pinned).
+        t = t.to(self.device, non_blocking=True)
+        with torch.no_grad(), torch.profiler.record_function("sd.unet"):
+            out = self._unet_eps(sample, t, cond.to(self.device, self.dtype), x_t.to(self.device))
+        return self._own(out).to(x_t.device, x_t.dtype).contiguous()
+
+    def _own(self, out: Tensor) -> Tensor:
+        """A CUDA graph's output lives in memory its next replay overwrites: copy it out."""
+        return out.clone() if self.compile_mode == "reduce-overhead" else out
+
+    def _unet_eps_eager(self, sample: Tensor, t: Tensor, cond: Tensor, x_t: Tensor) -> Tensor:
+        """The UNet call and, for v-prediction, its conversion to eps, in ``x_t``'s dtype."""
+        out = self.unet(sample, t, encoder_hidden_states=cond, return_dict=False)[0]
         out = out.to(x_t.dtype)
         if self.prediction_type == "v_prediction":
-            alpha_bar = self.alphas_cumprod[t].to(x_t.dtype).reshape(-1, 1, 1, 1)
-            out = alpha_bar.sqrt() * out + (1 - alpha_bar).sqrt() * x_t.to(self.device)
-        return out.to(x_t.device).contiguous()
+            a = self._sqrt_alpha[t].to(x_t.dtype).reshape(-1, 1, 1, 1)
+            b = self._sqrt_one_minus_alpha[t].to(x_t.dtype).reshape(-1, 1, 1, 1)
+            out = a * out + b * x_t
+        return out
 
 
 # --- a tiny random pipeline, for tests and benchmarks that must run anywhere -------------
