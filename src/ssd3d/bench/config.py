@@ -188,7 +188,7 @@ class BenchConfig:
 
     def to_json(self) -> dict:
         return {
-            "estimators": [asdict(e) for e in self.estimators],
+            "estimators": [{**asdict(e), "canonical": e.canonical} for e in self.estimators],
             "prompts": list(self.prompts),
             "seeds": list(self.seeds),
             "steps": self.steps,

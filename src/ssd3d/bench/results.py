@@ -141,7 +141,7 @@ def selected_runs(data: dict) -> list[dict]:
     """The runs of the file's current plan (estimators x prompts x seeds at its steps),
     labelled with the current labels. Runs of earlier plans stay in the file, unused."""
     cfg = data["config"]
-    labels = {describe(build_estimator(e["spec"])): e["label"] for e in cfg["estimators"]}
+    labels = {entry_canonical(data, e): e["label"] for e in cfg["estimators"]}
     prompts, seeds = set(cfg["prompts"]), set(cfg["seeds"])
     out = []
     for run in data["runs"]:
@@ -153,6 +153,19 @@ def selected_runs(data: dict) -> list[dict]:
         ):
             out.append({**run, "label": labels[run["canonical"]]})
     return out
+
+
+def entry_canonical(data: dict, entry: dict) -> str:
+    """The estimator an entry of the plan ran: the canonical spec recorded with the plan, or
+    (files written before it was) the one its runs recorded, or else today's reading of its
+    spec. A spec such as ``"ssd"`` means whatever SSD's defaults were when it ran, so old
+    results keep their rows after the defaults change."""
+    if "canonical" in entry:
+        return entry["canonical"]
+    for run in data["runs"]:
+        if run.get("spec") == entry["spec"] and run.get("canonical"):
+            return run["canonical"]
+    return describe(build_estimator(entry["spec"]))
 
 
 def gallery_image(key: tuple) -> str:
@@ -172,6 +185,7 @@ __all__ = [
     "open_results",
     "prior_weights",
     "read_results",
+    "entry_canonical",
     "run_key",
     "selected_runs",
     "write_results",

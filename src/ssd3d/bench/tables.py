@@ -14,8 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ssd3d.bench.results import RESULTS_FILE, read_results, selected_runs
+from ssd3d.bench.results import RESULTS_FILE, entry_canonical, read_results, selected_runs
 from ssd3d.bench.scoring import MULTI_FACE_SHAPES
+from ssd3d.estimators import build_estimator, describe
 from ssd3d.report.page import Cell, Table
 from ssd3d.toyworld.vocabulary import parse_prompt
 
@@ -266,6 +267,13 @@ def notes(data: dict) -> list[str]:
         + "; ".join(f"`{e['label']}` = `{e['spec']}`" for e in cfg["estimators"])
         + "."
     )
+    for entry in cfg["estimators"]:
+        ran = entry_canonical(data, entry)
+        if ran != describe(build_estimator(entry["spec"])):
+            out.append(
+                f"`{entry['label']}` ran as `{ran}`: the defaults of its estimator when it ran, "
+                "not today's."
+            )
     failed = [r for r in selected_runs(data) if r["status"] != "ok"]
     for r in failed:
         out.append(f"Failed: {r['label']} | {r['prompt']} | seed {r['seed']}: {r['error']}")
