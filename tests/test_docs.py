@@ -45,3 +45,28 @@ def test_readme_test_command_is_what_ci_runs():
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
     command = ci[ci.index("# README's test command, verbatim:") + 1]
     assert command in (ROOT / "README.md").read_text()
+
+
+def test_the_readme_estimator_snippet_runs_and_reaches_x0():
+    import re
+
+    import torch
+
+    from ssd3d.priors import make_alphas_cumprod
+
+    text = (ROOT / "README.md").read_text()
+    snippet = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+    gen = torch.Generator().manual_seed(0)
+    x0 = torch.randn(2, 4, 8, 8, generator=gen).requires_grad_()
+    t = torch.tensor([100, 900])
+    names = {
+        "x0": x0,
+        "noise": torch.randn(2, 4, 8, 8, generator=gen),
+        "t": t,
+        "alpha_bar": make_alphas_cumprod()[t].float(),
+        "eps_cond": torch.randn(2, 4, 8, 8, generator=gen),
+        "eps_uncond": torch.randn(2, 4, 8, 8, generator=gen),
+    }
+    exec(snippet, names)
+    assert x0.grad is not None and torch.allclose(x0.grad, names["g"] / 2)
+    assert int(names["state"].state_dict()["count"].sum()) == 2  # the update counted both
