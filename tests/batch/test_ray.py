@@ -182,7 +182,7 @@ def test_bench_grid_on_ray_gives_the_same_results(local_ray, tmp_path):
     kw = {"judge": None, "progress": False, "echo": print, "threads": 1}
     here = run_bench(cfg, tmp_path / "here", **kw)
     there = run_bench(cfg, tmp_path / "ray", ray="local", **kw)
-    assert len(here.ran) == len(there.ran) == 2 and there.failed == []
+    assert len(here.ran) == len(there.ran) == 3 and there.failed == []  # the oracle too
 
     def scores(outcome):  # NaN-safe comparison through JSON
         return {r["label"]: json.dumps(r["checkpoints"]) for r in outcome.results["runs"]}

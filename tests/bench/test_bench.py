@@ -21,6 +21,7 @@ from ssd3d.bench import (
     prior_weights,
     run_bench,
 )
+from ssd3d.bench.oracle import ORACLE_LABEL
 from ssd3d.bench.tables import Summary, aggregate, markdown_table
 from ssd3d.errors import SSD3DError
 from ssd3d.models.unet import shipped_prior_path
@@ -55,8 +56,9 @@ def test_quick_bench_writes_results_table_and_plot_then_resumes(tmp_path, tiny_p
     out = tmp_path / "b"
     cfg = quick(prompts=PROMPTS[1:])
     first = run_bench(cfg, out, prior=tiny_prior, judge=None, progress=False, echo=lambda s: None)
-    n = len(QUICK_ESTIMATORS)
+    n = len(QUICK_ESTIMATORS) + 1  # and the oracle row, first
     assert len(first.ran) == n and first.skipped == []
+    assert first.ran[0] == (ORACLE_LABEL, PROMPTS[1], 0)
 
     data = json.loads((out / "results.json").read_text())
     # Scored at the scene's own surface level (the voxel grid exports at density 2).
@@ -75,8 +77,9 @@ def test_quick_bench_writes_results_table_and_plot_then_resumes(tmp_path, tiny_p
     assert len({json.dumps(r["checkpoints"][0]) for r in data["runs"]}) == 1
 
     table = (out / "table.md").read_text()
-    for label in [derive_label(s) for s in QUICK_ESTIMATORS]:
+    for label in [ORACLE_LABEL, *(derive_label(s) for s in QUICK_ESTIMATORS)]:
         assert f"| {label} |" in table
+    assert "| *initial blob* |" in table and "from the initial blob (0) to the oracle (1)" in table
     assert "no judge" in table and "density > 2" in table
     image = iio.imread(out / "metrics_vs_steps.png")
     assert image.ndim == 3 and image.shape[0] > 300 and image.shape[1] > 800
@@ -87,7 +90,8 @@ def test_quick_bench_writes_results_table_and_plot_then_resumes(tmp_path, tiny_p
     assert json.loads((out / "results.json").read_text())["runs"] == data["runs"]
     more = quick(seeds=2, prompts=PROMPTS[1:])
     grown = run_bench(more, out, prior=tiny_prior, judge=None, progress=False, echo=lambda s: None)
-    assert sorted(grown.ran) == sorted((derive_label(s), PROMPTS[1], 1) for s in QUICK_ESTIMATORS)
+    labels = [ORACLE_LABEL, *(derive_label(s) for s in QUICK_ESTIMATORS)]
+    assert sorted(grown.ran) == sorted((label, PROMPTS[1], 1) for label in labels)
     assert len(json.loads((out / "results.json").read_text())["runs"]) == n + len(grown.ran)
 
 
@@ -122,7 +126,8 @@ def test_a_run_with_a_nan_gradient_is_recorded_and_the_others_go_on(tmp_path, ti
     prior = _NaNWithoutPrompt(tiny_prior)
     out = run_bench(cfg, tmp_path / "b", prior=prior, judge=None, progress=False, echo=print)
     runs = {r["label"]: r for r in out.results["runs"]}
-    assert [r["status"] for r in runs.values()] == ["failed", "ok", "ok"]
+    # The oracle (first, no prior) is unaffected; csd fails, the mode-seeking runs go on.
+    assert [r["status"] for r in runs.values()] == ["ok", "failed", "ok", "ok"]
     assert runs["csd"]["steps_done"] == 0 and "non-finite" in runs["csd"]["error"]
     assert [c["step"] for c in runs["csd"]["checkpoints"]] == [0]  # the blob, nothing after
     assert [c["step"] for c in runs["x"]["checkpoints"]] == [0, 4]

@@ -10,6 +10,7 @@ from html.parser import HTMLParser
 import imageio.v3 as iio
 
 from ssd3d.bench import QUICK_ESTIMATORS, derive_label
+from ssd3d.bench.oracle import ORACLE_LABEL
 from ssd3d.report.page import MODEL_VIEWER_JS, REPORT_FILE
 
 from .conftest import PROMPTS
@@ -81,7 +82,7 @@ def test_unfinished_run_gets_a_report_of_its_log(tmp_path, toy_prior):
 def test_bench_report_has_tables_plot_and_a_gallery(bench_folder):
     html = (bench_folder / REPORT_FILE).read_text()
     assert_offline(bench_folder, html)
-    labels = [derive_label(s) for s in QUICK_ESTIMATORS]
+    labels = [ORACLE_LABEL, *(derive_label(s) for s in QUICK_ESTIMATORS)]
     # gallery: a column per estimator (in order), a row per prompt, an image per run
     gallery = html[html.index('class="gallery"') :]
     head = re.findall(r"<th>(.*?)</th>", gallery[: gallery.index("</thead>")])

@@ -12,6 +12,7 @@ from ssd3d.bench.metrics import (
     DEFAULT_N_SURFACE,
     DEFAULT_N_YAW,
 )
+from ssd3d.bench.oracle import ORACLE_LABEL, ORACLE_SPEC
 from ssd3d.config import split_list
 from ssd3d.errors import SSD3DError
 from ssd3d.estimators import build_estimator, describe
@@ -122,7 +123,11 @@ class EstimatorEntry:
     @property
     def canonical(self) -> str:
         """The spec with every parameter spelled out (``describe``): the run identity."""
-        return describe(build_estimator(self.spec))
+        return ORACLE_SPEC if self.is_oracle else describe(build_estimator(self.spec))
+
+    @property
+    def is_oracle(self) -> bool:
+        return self.spec == ORACLE_SPEC
 
 
 @dataclass(frozen=True)
@@ -181,7 +186,9 @@ class BenchConfig:
 
     def generate_config(self, entry: EstimatorEntry, prompt: str, seed: int) -> GenerateConfig:
         """The pipeline config of one run: the prior's preset, the run's fields, overrides."""
-        fields = {"prompt": prompt, "estimator": entry.spec, "steps": self.steps, "seed": seed}
+        fields = {"prompt": prompt, "steps": self.steps, "seed": seed}
+        if not entry.is_oracle:  # the oracle runs the preset's scene without a prior
+            fields["estimator"] = entry.spec
         if self.model is not None:
             fields["model"] = self.model
         return resolve_config(self.prior, fields, list(self.overrides))
@@ -221,6 +228,8 @@ def parse_estimator(item: str) -> EstimatorEntry:
     label, spec = label.strip(), " ".join(spec.split())
     if not spec:
         raise SSD3DError(f"estimator item {item!r} has an empty spec")
+    if spec == ORACLE_SPEC:
+        return EstimatorEntry(label or ORACLE_LABEL, ORACLE_SPEC)
     try:
         build_estimator(spec)
     except SSD3DError as e:
@@ -264,18 +273,25 @@ def bench_config(
     model: str | None = None,
     overrides: Sequence[str] = (),
     eval_config: EvalConfig | None = None,
+    oracle: bool = True,
 ) -> BenchConfig:
     """The default (or ``quick``) benchmark with the given fields replaced. Checks everything
-    that can be checked without the prior: estimator specs, prompts, overrides."""
+    that can be checked without the prior: estimator specs, prompts, overrides.
+
+    ``oracle``: put the oracle row (the scene fitted to the true renders) first, unless the
+    estimators already name it."""
     if seeds is not None and seeds < 1:
         raise SSD3DError(f"--seeds must be >= 1; got {seeds}")
     extra = QUICK_OVERRIDES if quick else ()
+    entries = parse_estimators(
+        estimators
+        if estimators is not None
+        else (QUICK_ESTIMATORS if quick else DEFAULT_ESTIMATORS)
+    )
+    if oracle and not any(e.is_oracle for e in entries):
+        entries = (parse_estimator(ORACLE_SPEC), *entries)
     cfg = BenchConfig(
-        estimators=parse_estimators(
-            estimators
-            if estimators is not None
-            else (QUICK_ESTIMATORS if quick else DEFAULT_ESTIMATORS)
-        ),
+        estimators=entries,
         prompts=parse_prompts(
             prompts if prompts is not None else (QUICK_PROMPTS if quick else DEFAULT_PROMPTS)
         ),

@@ -10,6 +10,7 @@ from datetime import datetime
 from pathlib import Path
 
 from ssd3d.bench.config import BenchConfig
+from ssd3d.bench.oracle import ORACLE_SPEC
 from ssd3d.errors import SSD3DError
 from ssd3d.estimators import build_estimator, describe
 from ssd3d.pipeline.run_dir import slugify
@@ -165,6 +166,8 @@ def entry_canonical(data: dict, entry: dict) -> str:
     for run in data["runs"]:
         if run.get("spec") == entry["spec"] and run.get("canonical"):
             return run["canonical"]
+    if entry["spec"] == ORACLE_SPEC:
+        return ORACLE_SPEC
     return describe(build_estimator(entry["spec"]))
 
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ssd3d.bench.oracle import ORACLE_SPEC
 from ssd3d.bench.results import RESULTS_FILE, entry_canonical, read_results, selected_runs
 from ssd3d.bench.scoring import MULTI_FACE_SHAPES
 from ssd3d.estimators import build_estimator, describe
@@ -23,6 +24,7 @@ from ssd3d.toyworld.vocabulary import parse_prompt
 TABLE_FILE = "table.md"
 PLOT_FILE = "metrics_vs_steps.png"
 NO_JUDGE = "no judge"
+BLOB_LABEL = "initial blob"
 
 
 @dataclass(frozen=True)
@@ -145,7 +147,15 @@ def summary_table(data: dict, title: str | None = None) -> Table:
             f"{_count(len(cfg['prompts']), 'prompt')} × {_count(len(cfg['seeds']), 'seed')}"
         )
     best = {m.key: _best({k: v[m.key] for k, v in summaries.items()}, m) for m in METRICS}
-    rows = []
+    blob = blob_summary(data)
+    rows = [
+        [Cell(BLOB_LABEL, italic=True)]
+        + [
+            Cell(NO_JUDGE) if m.judge and not judge_ok else Cell(blob[m.key].text(m.digits))
+            for m in METRICS
+        ]
+        + [Cell("–"), Cell("–")]
+    ]
     for label in labels_in_order(data):
         cells = [Cell(label)]
         for m in METRICS:
@@ -162,10 +172,62 @@ def summary_table(data: dict, title: str | None = None) -> Table:
     return Table(title, head, rows)
 
 
+def blob_summary(data: dict) -> dict[str, Summary]:
+    """metric key -> Summary of the initial scene (step 0) over the plan's prompts and seeds:
+    the floor every row starts from (one blob per prompt: its runs share step 0)."""
+    firsts = {}
+    for run in selected_runs(data):
+        first = checkpoint_at(run, 0)
+        if first is not None:
+            firsts[(run["prompt"], run["seed"])] = first
+    return {m.key: Summary.of([c.get(m.key, math.nan) for c in firsts.values()]) for m in METRICS}
+
+
+def gap_closed(estimator: float, blob: float, oracle: float) -> float:
+    """(estimator - floor) / (oracle - floor): 0 at the initial blob, 1 at the oracle (for a
+    lower-is-better metric too, the ratio has the same sign); NaN without a gap."""
+    gap = oracle - blob
+    if not (math.isfinite(gap) and math.isfinite(estimator)) or abs(gap) < 1e-12:
+        return math.nan
+    return (estimator - blob) / gap
+
+
+def normalised_table(data: dict) -> Table | None:
+    """Per estimator and metric, the share of the reachable gap it closes: its mean against
+    the initial blob's (0) and the oracle's (1). None without an oracle row."""
+    oracle = next(
+        (e["label"] for e in data["config"]["estimators"] if e["spec"] == ORACLE_SPEC), None
+    )
+    if oracle is None:
+        return None
+    summaries, blob, judge_ok = aggregate(data), blob_summary(data), _judge_ok(data)
+    metrics = [m for m in METRICS if judge_ok or not m.judge]
+    rows = []
+    for label in labels_in_order(data):
+        if label == oracle:
+            continue
+        cells = [Cell(label)]
+        for m in metrics:
+            share = gap_closed(
+                summaries[label][m.key].mean, blob[m.key].mean, summaries[oracle][m.key].mean
+            )
+            cells.append(Cell("–" if math.isnan(share) else f"{share:.2f}"))
+        rows.append(cells)
+    head = ["estimator", *(m.title for m in metrics)]
+    title = (
+        "Share of the gap from the initial blob (0) to the oracle (1) that each estimator closes"
+    )
+    return Table(title, head, rows)
+
+
 def markdown_table(data: dict, title: str | None = None) -> str:
-    """The benchmark's table with notes: mean ± std per estimator and metric, best in bold."""
+    """The benchmark's table with notes: mean ± std per estimator and metric, best in bold;
+    the initial blob's row, and the gap each estimator closes toward the oracle."""
     lines = summary_table(data, title).markdown_lines("###")
     lines += ["", *(f"- {note}" for note in notes(data))]
+    normalised = normalised_table(data)
+    if normalised is not None:
+        lines += ["", *normalised.markdown_lines("####")]
     lines += ["", per_prompt_markdown(data, "iou")]
     return "\n".join(lines)
 
@@ -269,7 +331,7 @@ def notes(data: dict) -> list[str]:
     )
     for entry in cfg["estimators"]:
         ran = entry_canonical(data, entry)
-        if ran != describe(build_estimator(entry["spec"])):
+        if ran != ORACLE_SPEC and ran != describe(build_estimator(entry["spec"])):
             out.append(
                 f"`{entry['label']}` ran as `{ran}`: the defaults of its estimator when it ran, "
                 "not today's."
@@ -490,6 +552,7 @@ def write_report(out_dir: Path, data: dict | None = None) -> dict[str, Path]:
         summary=summary,
         notes=[note.replace("`", "") for note in notes(data)],
         per_prompt=per_prompt_table(data, "iou"),
+        normalised=normalised_table(data),
         gallery=gallery_table(out_dir, data),
         plot=PLOT_FILE,
         files=[RESULTS_FILE, TABLE_FILE, PLOT_FILE],

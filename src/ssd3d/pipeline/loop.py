@@ -10,6 +10,7 @@ so an interrupted and resumed CPU run ends with the same parameters as an uninte
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -25,7 +26,9 @@ from ssd3d.pipeline.run_dir import RunDir
 from ssd3d.priors.base import DiffusionPrior
 from ssd3d.scene import (
     VIEW_LABELS,
+    Cameras,
     Scene,
+    Shading,
     build_scene,
     opacity_entropy,
     opacity_sparsity,
@@ -121,6 +124,10 @@ class Distillation:
         }
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.step = 0
+        # Supervision by known target images instead of the prior: a callable (cameras,
+        # shading) -> target renders [B, 3, H, W]. The benchmark's oracle row sets it; the
+        # step is then a photometric fit with everything else the same.
+        self.supervision: Callable[[Cameras, Shading | None], Tensor] | None = None
 
     # -- state ---------------------------------------------------------------------------
     def state(self) -> TrainingState:
@@ -172,6 +179,8 @@ class Distillation:
         cameras = cameras.to(self.device)
         shading = sample_shading(cfg.shading, cameras, gen, self.step)
         out = self.scene.render(cameras, shading, gen)
+        if self.supervision is not None:
+            return self._supervised_step(out, cameras, shading, timings, lap)
         x0 = self.prior.encode(out.rgb)
         lap("render")
         t = self.schedule.sample(self.step, cfg.steps, cfg.views_per_step, gen).to(self.device)
@@ -189,6 +198,10 @@ class Distillation:
                 f"non-finite score-distillation gradient at step {self.step} "
                 f"(t = {t.tolist()}); lower the learning rates or the guidance scale"
             )
+        return self._descend(out, x0, grad, t.tolist(), timings, lap)
+
+    def _descend(self, out, x0: Tensor, grad: Tensor, t: list[int], timings, lap) -> StepRecord:
+        """Surrogate loss on x0 (+ regularisers on the render), backward, Adam; the record."""
         loss = surrogate_loss(x0, grad)
         regularisers = self._regularisers(out)
         total = loss + sum(w * v for w, v in regularisers.values())
@@ -207,12 +220,27 @@ class Distillation:
         ).tolist()
         return StepRecord(
             step=self.step,
-            t=t.tolist(),
+            t=t,
             loss=scalars[0],
             grad_norm=scalars[1],
             regularisers=dict(zip(regularisers, scalars[2:], strict=True)),
             timings_ms=timings,
         )
+
+    def _regularisers(self, out) -> dict[str, tuple[float, Tensor]]:
+        return {
+            name: (weight, REGULARISER_FUNCTIONS[name](out))
+            for name, weight in self.regularisers.items()
+        }
+
+    def _supervised_step(self, out, cameras, shading, timings, lap) -> StepRecord:
+        """The step's second half under ``supervision``: the gradient on the render is its
+        difference to the target (that of 0.5 ||render - target||^2), then as always."""
+        lap("render")
+        target = self.supervision(cameras, shading)
+        lap("prior")
+        grad = out.rgb.detach() - target
+        return self._descend(out, out.rgb, grad, [], timings, lap)
 
     def _check_parameter_gradients(self) -> None:
         """NonFiniteGradient naming the first group with NaN or inf, from one reduction."""
@@ -229,9 +257,3 @@ class Distillation:
             return
         bad = next(name for (name, _), ok in zip(named, finite.tolist(), strict=True) if not ok)
         raise NonFiniteGradient(f"non-finite parameter gradient ({bad}) at step {self.step}")
-
-    def _regularisers(self, out) -> dict[str, tuple[float, Tensor]]:
-        return {
-            name: (weight, REGULARISER_FUNCTIONS[name](out))
-            for name, weight in self.regularisers.items()
-        }

@@ -22,6 +22,7 @@ def write_bench_report(
     notes: list[str],
     per_prompt: Table,
     gallery: Table,
+    normalised: Table | None = None,
     plot: str,
     files: list[str],
 ) -> Path:
@@ -29,8 +30,10 @@ def write_bench_report(
     out_dir = Path(out_dir)
     sections = [
         section("Results", table(replace(summary, title="")), bullets(notes)),
-        section("Per prompt", table(per_prompt)),
     ]
+    if normalised is not None:
+        sections.append(section("Toward the oracle", table(normalised)))
+    sections.append(section("Per prompt", table(per_prompt)))
     if (out_dir / plot).is_file():
         figure = image(plot, "every metric against steps", "mean over prompts × seeds")
         sections.append(section("Metrics against steps", figure))

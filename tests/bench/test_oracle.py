@@ -1,0 +1,78 @@
+"""The oracle row: supervised by the true renders, and the normalised score it anchors."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from ssd3d.bench.oracle import TrueRenders
+from ssd3d.bench.tables import gap_closed
+from ssd3d.pipeline.config import resolve_config
+from ssd3d.pipeline.run import prepare
+from ssd3d.scene import (
+    RadianceScene,
+    RenderConfig,
+    ShadingConfig,
+    SolidBackground,
+    orbit_cameras,
+    sample_shading,
+)
+from ssd3d.toyworld.render_dataset import GROUND_TRUTH_SAMPLES
+from ssd3d.toyworld.truth import GroundTruthField
+
+from .test_bench import TINY, tiny_prior  # noqa: F401, F811 - the module-scoped fixture
+
+
+def test_the_supervision_is_the_true_render_so_a_perfect_scene_gets_no_push():
+    cams = orbit_cameras(3, width=16, height=16)
+    shading = sample_shading(ShadingConfig(), cams, torch.Generator().manual_seed(0), 0)
+    truth = TrueRenders("a yellow wedge")(cams, shading)
+    perfect = RadianceScene(
+        GroundTruthField("wedge", "yellow"), SolidBackground(), RenderConfig(GROUND_TRUTH_SAMPLES)
+    )
+    rendered = perfect.render(cams, shading).rgb.clamp(0, 1)
+    assert torch.equal(rendered - truth, torch.zeros_like(truth))
+    # and the truth of another prompt is not it
+    assert (TrueRenders("a blue torus")(cams, shading) - truth).abs().max() > 0.5
+
+
+def test_an_oracle_run_fits_the_truth_better_than_the_blob(tiny_prior):  # noqa: F811
+    cfg = resolve_config(
+        "exact",
+        {"prompt": "a yellow wedge", "steps": 30},
+        [*TINY, "camera.width=16", "camera.height=16"],
+    )
+    run = prepare(cfg, tiny_prior)
+    run.supervision = TrueRenders(cfg.prompt)
+    cams = orbit_cameras(4, width=16, height=16)
+    target = TrueRenders(cfg.prompt)(cams, None)
+
+    def error() -> float:
+        with torch.no_grad():
+            return float(((run.scene.render(cams).rgb - target) ** 2).mean())
+
+    before = error()
+    records = [run.run_step() for _ in range(cfg.steps)]
+    assert error() < 0.5 * before
+    assert all(r.t == [] for r in records)  # no diffusion timestep: no prior was asked
+
+
+@pytest.mark.parametrize(
+    "estimator, blob, oracle, share",
+    [
+        (0.5, 0.5, 0.9, 0.0),
+        (0.9, 0.5, 0.9, 1.0),
+        (0.7, 0.5, 0.9, 0.5),
+        (0.3, 0.5, 0.9, -0.5),
+        # lower is better (Chamfer): closing half the gap is still 0.5
+        (0.04, 0.06, 0.02, 0.5),
+    ],
+)
+def test_the_gap_closed_is_zero_at_the_blob_and_one_at_the_oracle(estimator, blob, oracle, share):
+    assert gap_closed(estimator, blob, oracle) == pytest.approx(share)
+
+
+def test_no_gap_no_share():
+    assert math.isnan(gap_closed(0.5, 0.5, 0.5)) and math.isnan(gap_closed(math.inf, 0, 1))
