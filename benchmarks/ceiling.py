@@ -393,6 +393,15 @@ COLUMNS = [
 
 
 def _table(records: list[dict], with_estimator: bool) -> list[str]:
+    order = [*ORACLE_ROWS, *DISTILL_ROWS]
+    prompts = PROMPTS + MORE_PROMPTS
+
+    def key(r: dict):
+        row = order.index(r["row"]) if r["row"] in order else len(order)
+        prompt = prompts.index(r["prompt"]) if r["prompt"] in prompts else len(prompts)
+        return row, r["row"], prompt, r["estimator"] or ""
+
+    records = sorted(records, key=key)
     head = ["row", "prompt"] + (["estimator"] if with_estimator else []) + ["steps"]
     head += ["blob IoU"] + [c[1] for c in COLUMNS]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
