@@ -6,13 +6,17 @@ import torch
 from ssd3d.bench.metrics import (
     chamfer_distance,
     colour_error,
+    depth_error,
     iou_over_yaw,
     psnr,
     sample_surface,
+    sample_surface_with_normals,
     score_object,
+    silhouette_iou,
+    surface_metrics,
 )
 from ssd3d.errors import SSD3DError
-from ssd3d.toyworld.shapes import surface_mesh, surface_points
+from ssd3d.toyworld.shapes import rotate_yaw, surface_mesh, surface_points
 from ssd3d.toyworld.truth import GroundTruthField
 from ssd3d.toyworld.vocabulary import COLOURS
 
@@ -134,3 +138,80 @@ def test_score_object_on_the_truth_and_on_a_turned_copy():
 def test_score_object_rejects_unknown_prompts():
     with pytest.raises(SSD3DError, match="sphere"):
         score_object(_empty, _empty, "a red teapot")
+
+
+# --- threshold-free metrics -----------------------------------------------------------------
+
+
+def test_silhouette_iou_known_values():
+    truth = torch.zeros(2, 1, 4, 4)
+    truth[:, :, :2] = 1.0  # top half of both views covered: 16 pixels
+    assert silhouette_iou(truth, truth) == 1.0
+    assert silhouette_iou(torch.zeros_like(truth), truth) == 0.0
+    assert silhouette_iou(torch.zeros_like(truth), torch.zeros_like(truth)) == 1.0
+    # Covering the top three rows: 16 shared of 24 covered; 0.5 itself is not covered.
+    guess = torch.zeros_like(truth)
+    guess[:, :, :3] = 0.9
+    assert silhouette_iou(guess, truth) == pytest.approx(16 / 24)
+    assert silhouette_iou(torch.full_like(truth, 0.5), truth) == 0.0
+    with pytest.raises(ValueError):
+        silhouette_iou(truth, truth[:1])
+
+
+def test_depth_error_known_values():
+    opacity = torch.ones(1, 1, 3, 3)
+    opacity[..., 0, 0] = 0.0  # one empty pixel
+    depth = 2.0 * opacity
+    assert depth_error(depth, opacity, depth, opacity) == 0.0
+    # Expected depth is depth / opacity: half-opaque pixels at the same distance agree.
+    half = torch.where(opacity > 0, 0.8, 0.0)
+    assert depth_error(2.0 * half, half, depth, opacity) == pytest.approx(0.0, abs=1e-6)
+    # Everything 0.1 further: error 0.1, measured only where both are covered.
+    assert depth_error(2.1 * opacity, opacity, depth, opacity) == pytest.approx(0.1, abs=1e-6)
+    assert math.isnan(depth_error(depth, torch.zeros_like(opacity), depth, opacity))
+
+
+def test_surface_metrics_of_the_truth_and_of_altered_copies():
+    mesh = surface_mesh("sphere")  # radius 0.45
+    exact = surface_metrics(mesh, "sphere", n_surface=4096, generator=_gen(3))
+    # The sampling floor 0.5 sqrt(area / n) is 0.0125 for this sphere at n = 4096.
+    assert exact["chamfer"] < 0.014 and exact["normal_consistency"] > 0.995
+    # Shrunk to radius 0.4: every point is 0.05 from the truth; the normals still agree.
+    small = mesh.copy()
+    small.vertices = small.vertices * (0.4 / 0.45)
+    shrunk = surface_metrics(small, "sphere", n_surface=4096, generator=_gen(3))
+    assert shrunk["chamfer"] == pytest.approx(0.05, abs=0.006)
+    assert shrunk["normal_consistency"] > 0.995
+    # Shifted by d: a point moves d cos(angle) off the sphere, d / 2 on average.
+    moved = mesh.copy()
+    moved.vertices = moved.vertices + [0.08, 0.0, 0.0]
+    shifted = surface_metrics(moved, "sphere", n_surface=4096, generator=_gen(3))
+    assert shifted["chamfer"] == pytest.approx(0.04, abs=0.006)
+    # Inside-out winding: every normal points the wrong way.
+    flipped = mesh.copy()
+    flipped.faces = flipped.faces[:, ::-1]
+    inverted = surface_metrics(flipped, "sphere", n_surface=4096, generator=_gen(3))
+    assert inverted["normal_consistency"] < -0.995
+
+
+def test_surface_metrics_follow_the_yaw_and_an_empty_mesh():
+    # The true wedge turned by 90 degrees matches the truth at yaw 90, not at yaw 0.
+    wedge = surface_mesh("wedge")
+    turned = wedge.copy()
+    turned.vertices = rotate_yaw(torch.as_tensor(wedge.vertices), math.pi / 2).numpy()
+    aligned = surface_metrics(turned, "wedge", yaw_deg=90.0, n_surface=2000, generator=_gen())
+    # Edges cap the truth's own score below 1: a sample near one may match the other face.
+    assert aligned["chamfer"] < 0.015 and aligned["normal_consistency"] > 0.95
+    unaligned = surface_metrics(turned, "wedge", n_surface=2000, generator=_gen())
+    assert unaligned["chamfer"] > 3 * aligned["chamfer"]
+    assert unaligned["normal_consistency"] < aligned["normal_consistency"] - 0.3
+    empty = wedge.copy()
+    empty.faces = empty.faces[:0]
+    assert surface_metrics(empty, "wedge", n_surface=100)["chamfer"] == math.inf
+
+
+def test_surface_samples_carry_outward_unit_normals():
+    points, normals = sample_surface_with_normals(surface_mesh("sphere"), 500, _gen())
+    assert normals.norm(dim=-1).sub(1).abs().max() < 1e-5
+    # On a sphere at the origin the outward normal is the point's direction.
+    assert (normals * torch.nn.functional.normalize(points, dim=-1)).sum(-1).min() > 0.99

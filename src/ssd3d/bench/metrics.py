@@ -14,12 +14,19 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from ssd3d.errors import SSD3DError
 from ssd3d.export.mesh import DEFAULT_DENSITY_THRESHOLD, AlbedoFn, DensityFn
-from ssd3d.toyworld.shapes import SHAPE_RADIUS, get_shape, rotate_yaw, sdf, surface_points
+from ssd3d.toyworld.shapes import (
+    SHAPE_RADIUS,
+    get_shape,
+    rotate_yaw,
+    sdf,
+    surface_points,
+)
 from ssd3d.toyworld.vocabulary import colour_rgb, parse_prompt
 
 # Generated occupancy is density > the mesh exporter's iso-level (docs/measurements.md: "density > 1
@@ -219,4 +226,152 @@ def score_object(
         "mean_b": mean[2],
         "psnr": psnr(renders, true_renders) if has_renders else math.nan,
         "threshold": float(threshold),
+    }
+
+
+# --- metrics that do not hinge on one density threshold ------------------------------------
+# A photometric or distilled density field leaves its interior density free (any value above
+# a few renders opaque), so "density > 2" reads the same good surface as anything from IoU
+# 0.6 to 0.95. The renders' opacity and depth, and a mesh taken at the level its exporter
+# uses, are defined by what the field draws, not by one density value.
+
+# A pixel is covered when its rendered opacity exceeds one half: the level where the object
+# and the background contribute equally, so it is the same for any field that renders opaque.
+DEFAULT_OPACITY_THRESHOLD = 0.5
+
+
+def silhouette_iou(
+    opacity: Tensor, true_opacity: Tensor, threshold: float = DEFAULT_OPACITY_THRESHOLD
+) -> float:
+    """IoU of covered pixels (opacity > threshold), pooled over every view.
+
+    opacity, true_opacity: renders' opacity of one shape, e.g. [B, 1, H, W], in [0, 1], of
+    the same cameras. Pooled (not a mean of per-view IoUs) so a view where the object is
+    small does not weigh as much as one where it fills the frame. Two empty silhouettes
+    agree: 1.
+    """
+    if opacity.shape != true_opacity.shape:
+        raise ValueError(
+            f"opacity maps differ in shape: {tuple(opacity.shape)} vs {tuple(true_opacity.shape)}"
+        )
+    a = opacity > threshold
+    b = true_opacity.to(opacity.device) > threshold
+    union = int((a | b).sum())
+    return 1.0 if union == 0 else int((a & b).sum()) / union
+
+
+def depth_error(
+    depth: Tensor,
+    opacity: Tensor,
+    true_depth: Tensor,
+    true_opacity: Tensor,
+    threshold: float = DEFAULT_OPACITY_THRESHOLD,
+) -> float:
+    """Mean |E[t | hit] - true E[t | hit]| over pixels covered in both renders (scene units).
+
+    depth is the render's ``sum_i w_i t_i`` and opacity its ``sum_i w_i`` (so depth / opacity
+    is the expected distance given the ray stops), all of one shape, e.g. [B, 1, H, W].
+    Pixels covered in only one render are the silhouette's business, not this one's. NaN
+    when no pixel is covered in both.
+    """
+    shapes = {tuple(t.shape) for t in (depth, opacity, true_depth, true_opacity)}
+    if len(shapes) != 1:
+        raise ValueError(f"depth and opacity maps must share one shape; got {sorted(shapes)}")
+    dev = depth.device
+    true_depth, true_opacity = true_depth.to(dev), true_opacity.to(dev)
+    both = (opacity > threshold) & (true_opacity > threshold)
+    if not bool(both.any()):
+        return math.nan
+    expected = depth[both] / opacity[both]
+    true_expected = true_depth[both] / true_opacity[both]
+    return float((expected - true_expected).abs().mean())
+
+
+def sample_surface_with_normals(
+    mesh, n: int = DEFAULT_N_SURFACE, generator: torch.Generator | None = None
+) -> tuple[Tensor, Tensor]:
+    """``n`` area-weighted points [n, 3] on a trimesh mesh and its unit face normals [n, 3].
+
+    The normals follow the faces' winding (counter-clockwise seen from outside points out,
+    as ``export.extract_mesh`` winds them). A mesh without faces gives two empty [0, 3].
+    """
+    if len(mesh.faces) == 0:
+        return torch.zeros(0, 3), torch.zeros(0, 3)
+    # np.array copies: a reversed-winding view (faces[:, ::-1]) has negative strides.
+    tri = torch.as_tensor(np.array(mesh.vertices), dtype=torch.float64)[
+        torch.as_tensor(np.array(mesh.faces), dtype=torch.long)
+    ]  # [F, 3, 3]
+    cross = torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    areas = cross.norm(dim=-1)
+    face = torch.multinomial(areas, n, replacement=True, generator=generator)
+    r1, r2 = torch.rand(2, n, 1, generator=generator, dtype=torch.float64)
+    s, t = r1.sqrt(), tri[face]
+    points = (1 - s) * t[:, 0] + s * (1 - r2) * t[:, 1] + s * r2 * t[:, 2]
+    normals = cross[face] / areas[face, None].clamp(min=1e-30)
+    return points.float(), normals.float()
+
+
+# Step of the central differences that give the true surface's normals (scene units): far
+# below the thinnest part (0.09) and far above float64 rounding of the distances.
+NORMAL_STEP = 1e-4
+
+
+def surface_normals(shape: str, points: Tensor, *, yaw_deg: float = 0.0) -> Tensor:
+    """Unit outward normals [N, 3] of ``shape`` (turned by ``yaw_deg``) at points [N, 3].
+
+    Central differences of the SDF in float64, not its autograd gradient: on the surface
+    itself an extruded polygon's distance is sign * sqrt(d^2) with d^2 = 0, whose autograd
+    gradient there is 0 or of either sign, while the difference across the surface is
+    +h - (-h), well defined.
+    """
+    p = points.double()
+    offsets = NORMAL_STEP * torch.eye(3, dtype=torch.float64)
+    yaw = math.radians(yaw_deg)
+    grad = torch.stack([sdf(shape, p + o, yaw) - sdf(shape, p - o, yaw) for o in offsets], dim=-1)
+    return (grad / grad.norm(dim=-1, keepdim=True).clamp(min=1e-30)).float()
+
+
+def _nearest(x: Tensor, y: Tensor, chunk: int = CDIST_CHUNK) -> tuple[Tensor, Tensor]:
+    """For each row of x [N, 3]: distance to and index of its nearest row of y [M, 3]."""
+    mode = "donot_use_mm_for_euclid_dist"  # see chamfer_distance: no cancellation error
+    dist, index = [], []
+    for part in x.split(chunk):
+        d = torch.cdist(part, y, compute_mode=mode).min(dim=1)
+        dist.append(d.values)
+        index.append(d.indices)
+    return torch.cat(dist), torch.cat(index)
+
+
+def surface_metrics(
+    mesh,
+    shape: str,
+    *,
+    yaw_deg: float = 0.0,
+    n_surface: int = DEFAULT_N_SURFACE,
+    generator: torch.Generator | None = None,
+) -> dict[str, float]:
+    """Chamfer distance and normal consistency of a mesh against the true surface.
+
+    ``mesh``: the generated surface (a trimesh mesh, outward-wound, e.g. ``extract_mesh`` at
+    the level the field is exported at); ``shape`` turned by ``yaw_deg`` is the truth.
+    ``chamfer``: as ``chamfer_distance`` (a shrunken sphere scores its loss of radius; a
+    sphere shifted by d about d / 2, the mean of d |cos|). ``normal_consistency``: the mean,
+    over both directions, of the dot product of each sample's outward normal with that of
+    its nearest point on the other surface, in [-1, 1]: 1 for parallel surfaces, negative
+    for inside-out ones (signed, unlike the |dot| of the occupancy-network papers, because
+    the exporter's winding is known). inf / NaN for an empty mesh.
+    """
+    true_points = surface_points(shape, n_surface, generator, yaw_deg=yaw_deg)
+    true_normals = surface_normals(shape, true_points, yaw_deg=yaw_deg)
+    points, normals = sample_surface_with_normals(mesh, n_surface, generator)
+    if points.shape[0] == 0:
+        return {"chamfer": math.inf, "normal_consistency": math.nan}
+    d_ab, i_ab = _nearest(points, true_points)
+    d_ba, i_ba = _nearest(true_points, points)
+    consistency = ((normals * true_normals[i_ab]).sum(-1).mean()) / 2 + (
+        (true_normals * normals[i_ba]).sum(-1).mean()
+    ) / 2
+    return {
+        "chamfer": float((d_ab.mean() + d_ba.mean()) / 2),
+        "normal_consistency": float(consistency),
     }
