@@ -323,6 +323,9 @@ def test_scorer_gives_the_truth_a_perfect_score_at_its_yaw():
     assert metrics["chamfer"] < 0.03  # marching cubes at 48^3: spacing 0.04
     assert metrics["psnr"] == math.inf and metrics["psnr_yaw0"] < 30
     assert metrics["r_precision"] == 1.0 and metrics["multi_face"] == 0.5
+    # The threshold-free ones: the same silhouettes and depths, normals that agree.
+    assert metrics["silhouette_iou"] == 1.0 and metrics["depth_error"] == 0.0
+    assert metrics["normal_consistency"] > 0.9  # 48^3 marching cubes round the wedge's edges
 
 
 def test_cli_bench_rejects_bad_estimator_before_running(tmp_path):

@@ -5,9 +5,16 @@ from __future__ import annotations
 import math
 
 import torch
+import trimesh
 
 from ssd3d.bench.config import EvalConfig
-from ssd3d.bench.metrics import psnr, score_object
+from ssd3d.bench.metrics import (
+    depth_error,
+    psnr,
+    score_object,
+    silhouette_iou,
+    surface_metrics,
+)
 from ssd3d.errors import SSD3DError
 from ssd3d.scene import VolumeScene
 from ssd3d.toyworld.truth import GroundTruthField
@@ -35,7 +42,7 @@ class Scorer:
     def __init__(self, eval_config: EvalConfig, judge=None) -> None:
         self.cfg = eval_config
         self.judge = judge
-        self._truth: dict[tuple, torch.Tensor] = {}
+        self._truth: dict[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
 
     def cameras(self, width: int, height: int, device):
         from ssd3d.scene import orbit_cameras
@@ -44,6 +51,11 @@ class Scorer:
 
     def truth(self, prompt: str, yaw_deg: float, cameras) -> torch.Tensor:
         """Renders [V, 3, H, W] of the true object turned by ``yaw_deg`` (cached)."""
+        return self.truth_maps(prompt, yaw_deg, cameras)[0]
+
+    def truth_maps(self, prompt: str, yaw_deg: float, cameras):
+        """(rgb [V, 3, H, W], opacity [V, 1, H, W], depth [V, 1, H, W]) of the true object
+        turned by ``yaw_deg``, on the CPU (cached)."""
         from ssd3d.scene import RenderConfig, SolidBackground, fixed_shading, render
         from ssd3d.toyworld.render_dataset import GROUND_TRUTH_SAMPLES
 
@@ -57,7 +69,7 @@ class Scorer:
                 out = render(
                     gt, cameras, SolidBackground(), RenderConfig(GROUND_TRUTH_SAMPLES), shading
                 )
-            self._truth[key] = out.rgb.clamp(0, 1).cpu()
+            self._truth[key] = (out.rgb.clamp(0, 1).cpu(), out.opacity.cpu(), out.depth.cpu())
         return self._truth[key]
 
     @torch.no_grad()
@@ -92,9 +104,26 @@ class Scorer:
             device=device,
         )
         metrics.pop("threshold")
+        shape = parse_prompt(prompt).shape
+        if isinstance(mesh, trimesh.Trimesh):
+            surface = surface_metrics(
+                mesh,
+                shape,
+                yaw_deg=metrics["yaw_deg"],
+                n_surface=c.n_surface,
+                generator=torch.Generator().manual_seed(c.seed),
+            )
+            metrics["normal_consistency"] = surface["normal_consistency"]
+        else:
+            metrics["normal_consistency"] = math.nan
         cameras = self.cameras(width, height, device)
-        renders = scene.render(cameras, fixed_shading(c.shading, cameras)).rgb.clamp(0, 1).cpu()
-        metrics["psnr"] = psnr(renders, self.truth(prompt, metrics["yaw_deg"], cameras))
+        out = scene.render(cameras, fixed_shading(c.shading, cameras))
+        renders = out.rgb.clamp(0, 1).cpu()
+        true_rgb, true_opacity, true_depth = self.truth_maps(prompt, metrics["yaw_deg"], cameras)
+        metrics["psnr"] = psnr(renders, true_rgb)
+        opacity, depth = out.opacity.cpu(), out.depth.cpu()
+        metrics["silhouette_iou"] = silhouette_iou(opacity, true_opacity)
+        metrics["depth_error"] = depth_error(depth, opacity, true_depth, true_opacity)
         metrics["psnr_yaw0"] = psnr(renders, self.truth(prompt, 0.0, cameras))
         metrics["r_precision"] = metrics["multi_face"] = math.nan
         if self.judge is not None:
@@ -102,7 +131,7 @@ class Scorer:
                 metrics["r_precision"] = self.judge.r_precision(renders, prompt)
             except SSD3DError:  # a prompt the judge was not trained on
                 pass
-            if parse_prompt(prompt).shape in MULTI_FACE_SHAPES:
+            if shape in MULTI_FACE_SHAPES:
                 labels = [self.judge.view_names.index(v) for v in view_labels(cameras)]
                 metrics["multi_face"] = self.judge.multi_face_score(renders, torch.tensor(labels))
         return {k: float(v) for k, v in metrics.items()}

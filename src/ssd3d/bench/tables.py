@@ -38,7 +38,10 @@ class Metric:
 
 METRICS = (
     Metric("iou", "IoU", True, 3),
+    Metric("silhouette_iou", "sil. IoU", True, 3),
+    Metric("depth_error", "depth err", False, 3),
     Metric("chamfer", "Chamfer", False, 3),
+    Metric("normal_consistency", "normal cons.", True, 2),
     Metric("colour_error", "colour err", False, 3),
     Metric("psnr", "PSNR dB", True, 2),
     Metric("psnr_yaw0", "PSNR@0° dB", True, 2),
@@ -295,8 +298,12 @@ def notes(data: dict) -> list[str]:
         f"maximised over {ev['n_yaw']} yaws about the up axis. Chamfer (scene units, "
         f"the cube is [-1, 1]³): marching cubes at the same level "
         f"({ev['mesh_resolution']}³), {ev['n_surface']} samples per surface, truth at the "
-        "best yaw; inf = empty field. Colour error: RGB distance of the albedo on the true "
-        "surface at the best yaw.",
+        "best yaw; inf = empty field; normal consistency: mean dot product of the mesh's and "
+        "the true surface's normals at nearest points (1 = same orientation everywhere). "
+        "Silhouette IoU (opacity > 0.5) and depth error (mean |E[t | hit]| difference where "
+        "both are opaque) over the orbit views below, truth at the best yaw: they need no "
+        "density level. Colour error: RGB distance of the albedo on the true surface at the "
+        "best yaw.",
         f"PSNR: {ev['views']} orbit views (15° elevation, {ev['shading']} headlight) against "
         "the true object rendered with the same cameras and shading, turned by the best IoU "
         "yaw; PSNR@0°: against the unturned truth (the view prompts define a front).",
