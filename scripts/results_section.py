@@ -27,6 +27,7 @@ SECTIONS = {
     "simulations": "simulations.md",
     "sd": "sd-gpu.md",
     "batch": "batch.md",
+    "ssd-3d": "ssd-3d.md",
 }
 
 

@@ -70,7 +70,17 @@ def test_sigterm_saves_the_step_and_resume_matches(tmp_path, dataset_file):  # n
     assert step_of(run_dir) == STEPS
 
 
-def test_stop_request_takes_sigterm_only_where_nothing_else_does():
+@pytest.fixture
+def default_sigterm():
+    """SIGTERM at its default for the test, whatever an earlier test left (ray.init in this
+    process installs its own handler); the previous handler back after. Without it, a test
+    that sends SIGTERM to this process could end the whole test run."""
+    previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    yield
+    signal.signal(signal.SIGTERM, previous)
+
+
+def test_stop_request_takes_sigterm_only_where_nothing_else_does(default_sigterm):
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
     with StopRequest().installed() as stop:
         os.kill(os.getpid(), signal.SIGTERM)
@@ -95,7 +105,7 @@ def test_stop_request_takes_sigterm_only_where_nothing_else_does():
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_either_signal_restores_both_handlers(signum):
+def test_either_signal_restores_both_handlers(signum, default_sigterm):
     before = signal.getsignal(signal.SIGINT)
     with StopRequest().installed() as stop:
         signal.raise_signal(signum)

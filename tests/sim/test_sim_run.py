@@ -27,7 +27,7 @@ SMALL = SimulationConfig(
 
 @pytest.fixture(scope="module")
 def overlapping():
-    estimators = parse_estimators("mode-seeking,mode-disengaging,SSD")
+    estimators = parse_estimators("mode-seeking;mode-disengaging;SSD")
     return run_scenario(load_scenario("overlapping"), estimators, SMALL)
 
 
@@ -108,8 +108,10 @@ def test_default_estimators_and_bad_lists() -> None:
     est = parse_estimators(None)
     assert list(est) == list(DEFAULT_ESTIMATORS) and len(est) == 14
     assert est["SSD tau=T"].tau == 999 and est["SSD c=0"].coefficient == "zero"
-    assert parse_estimators("ssd tau=0, SDS s=100")["ssd tau=0"].tau == 0
+    assert parse_estimators("ssd tau=0; SDS s=100")["ssd tau=0"].tau == 0
     with pytest.raises(SSD3DError, match="unknown estimator 'sdss'"):
         parse_estimators("sdss")
     with pytest.raises(SSD3DError, match="listed twice"):
-        parse_estimators("SSD,SSD")
+        parse_estimators("SSD;SSD")
+    with pytest.raises(SSD3DError, match="separate estimators with ';', not ','"):
+        parse_estimators("SSD,SDS s=100")

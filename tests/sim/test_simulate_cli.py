@@ -24,7 +24,7 @@ def test_small_run_writes_figures_metrics_and_table(tmp_path: Path) -> None:
             "--scenario",
             "separated",
             "--estimators",
-            "SSD,ssd tau=0",
+            "SSD; ssd tau=0",
             "--steps",
             "30",
             "--particles",

@@ -19,6 +19,9 @@ batch (or in another job file) is recognised. In the batch folder:
 
 Running the batch again skips the jobs in ``results.jsonl``, resumes a ``.partial`` folder
 from its last checkpoint, and tries failed jobs again.
+
+Longer than the project's 400-line mark: the job file, one job's run folder and the batch
+folder's files (results, failures, lock) are one format; the runner they share is runner.py.
 """
 
 from __future__ import annotations

@@ -24,6 +24,9 @@ gradient turns non-finite (``NonFiniteGradient``) is recorded with its error and
 benchmark goes on. Results are written to ``results.json`` after every run, so a stopped
 benchmark continues where it stopped when pointed at the same folder. Each finished run
 also leaves its final scene's orbit views in ``gallery/``, for ``report.html``'s gallery.
+
+About the project's 400-line mark: the grid's cells run here or on Ray through one path
+(``BenchCell``), with the calibration and the results bookkeeping around it.
 """
 
 from __future__ import annotations

@@ -4,6 +4,10 @@ metric-against-steps figure.
 Everything here reads the ``results.json`` dict alone, so a table in the docs is printed
 from the file (``scripts/``), never typed by hand. ``write_report`` hands the tables and the
 gallery to ``ssd3d.report.bench_page``, which draws them.
+
+Longer than the project's 400-line mark: every table, the notes that say how to read them,
+the figure and the gallery read the same results dict and share its label and metric order;
+split, they would pass it around in pieces.
 """
 
 from __future__ import annotations

@@ -18,12 +18,12 @@ def register(app: typer.Typer) -> None:
             None,
             "--scenario",
             help="Built-in scenario (separated, overlapping, highdim) or a scenario YAML file; "
-            "several separated by commas. Default: all built-ins.",
+            "several separated by ';'. Default: all built-ins.",
         ),
         estimators: str = typer.Option(
             None,
             "--estimators",
-            help="Comma-separated estimators: default labels ('SSD c=1') or specs for "
+            help="';'-separated estimators: default labels ('SSD c=1') or specs for "
             "build_estimator ('ssd tau=0'). Default: the 14 of the comparison.",
         ),
         steps: int = typer.Option(None, "--steps", help="Optimisation steps (default 400)."),
@@ -91,7 +91,9 @@ def _simulate(
     from ssd3d.sim.scenario import BUILTIN_SCENARIOS, load_scenario, transformed_scenario
 
     start = time.perf_counter()
-    names = BUILTIN_SCENARIOS if scenario is None else [s.strip() for s in scenario.split(",")]
+    from ssd3d.config import split_list
+
+    names = BUILTIN_SCENARIOS if scenario is None else split_list(scenario)
     scenarios = [load_scenario(n) for n in names if n]
     scenarios += [transformed_scenario(s, k) for s in list(scenarios) for k in range(1, copies + 1)]
     chosen = parse_estimators(estimators)

@@ -17,6 +17,9 @@ of every checkpoint, so a resumed run reproduces the uninterrupted one (on the s
 and thread count). Checkpoints are one safetensors file (weights, EMA weights, AdamW
 moments, generator state) with JSON metadata (step, config, AdamW scalars, loss log);
 nothing is pickled.
+
+Longer than the project's 400-line mark: the training loop, its resumable checkpoint format
+and the recipe's schedule are one contract (resume reproduces the run bit for bit).
 """
 
 from __future__ import annotations

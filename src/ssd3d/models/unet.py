@@ -15,6 +15,9 @@ and 1.1 s here (diffusers 0.42, torch 2.13, measured on the 2-core development m
 
 Shapes: x [B, 3, H, W], t [B] int64, tokens [B, L] int64 (L = ``PromptTokenizer.max_length``),
 token embeddings [B, L, E].
+
+Longer than the project's 400-line mark: the network, its tokenizer, its noise schedule and
+its weights file are read and written together (a file holds all four).
 """
 
 from __future__ import annotations

@@ -13,6 +13,10 @@ always as safetensors.
 Symbols (see docs/method.md): x0 the clean latent ``scaling_factor * E(image)``; x_t the
 noised latent; eps the UNet's noise prediction; alpha_bar = ``alphas_cumprod[t]``.
 Latents are [B, 4, H / 8, W / 8] for SD's VAE.
+
+Longer than the project's 400-line mark because it is the one adapter of diffusers: loading
+(hub, cache, offline), the prior's calls, compilation, and the tiny random pipeline the
+tests build must agree on the same checkpoint layout.
 """
 
 from __future__ import annotations

@@ -6,6 +6,10 @@ split large ones where the view-space positional gradient is large, prune transp
 oversized ones, and periodically reset opacities. The loop drives it through ``restructure``
 (start of a step) and ``observe_gradients`` (after backward); both are deterministic functions
 of the step and of buffers in the ``state_dict``, so a resumed run is bit-exact.
+
+Longer than the project's 400-line mark: initialisation, adaptive density control and its
+checkpointed statistics change the same parameter tensors and must stay in step (the
+renderer is splat.py).
 """
 
 from __future__ import annotations

@@ -25,6 +25,9 @@ so that a 128x128 video frame never holds more than ``chunk_elements`` alphas at
 
 With CUDA and ``gsplat`` installed, ``backend="auto"`` rasterises with ``gsplat.rasterization``
 instead; shading, SH colours and the background stay in this module for both paths.
+
+Longer than the project's 400-line mark: projection, sorting, compositing, spherical
+harmonics and the gsplat path must agree to the tolerance the tests hold them to.
 """
 
 from __future__ import annotations

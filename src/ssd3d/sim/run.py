@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ssd3d.config import split_list
 from ssd3d.errors import SSD3DError
 from ssd3d.estimators import (
     SCHEDULES,
@@ -164,13 +165,18 @@ OPTIMIZERS = {"adam": Adam, "sgd": GradientDescent}
 
 
 def parse_estimators(text: str | None) -> dict[str, Estimator]:
-    """``"a,b"`` -> {label: estimator}; an item is a default's label or a spec. None: defaults."""
+    """``"a; b"`` -> {label: estimator}; an item is a default's label or a spec, separated by
+    ';' as everywhere on the command line (``ssd3d bench --estimators``). None: defaults."""
     if text is None:
         items = list(DEFAULT_ESTIMATORS)
     else:
-        items = [s.strip() for s in text.split(",") if s.strip()]
+        items = split_list(text)
         if not items:
             raise SSD3DError("--estimators is empty")
+        if len(items) == 1 and "," in items[0] and items[0] not in DEFAULT_ESTIMATORS:
+            raise SSD3DError(
+                f"separate estimators with ';', not ',' (as ssd3d bench does): {text!r}"
+            )
     out: dict[str, Estimator] = {}
     for item in items:
         spec = DEFAULT_ESTIMATORS.get(item, item)
