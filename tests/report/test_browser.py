@@ -118,7 +118,7 @@ def test_bench_report_through_view(browser, served, bench_folder):
     try:
         page.wait_for_load_state("load")
         gallery = page.locator("table.gallery img")
-        assert gallery.count() == 6  # 3 estimators x 2 prompts
+        assert gallery.count() == 8  # the oracle and 3 estimators x 2 prompts
         assert_images_decoded(page, at_least=7)  # the gallery and the metric figure
         plot = page.locator('img[src="metrics_vs_steps.png"]')
         assert plot.evaluate("i => i.naturalWidth") > 800
