@@ -14,6 +14,7 @@ summary.json is written last: a folder that has one is trained, exported and rep
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -155,11 +156,15 @@ class Generation:
 
 
 def finish(run_dir: RunDir, train_seconds: float) -> dict:
-    written = export_outputs(run_dir)
+    notes: list[str] = []
+    written = export_outputs(run_dir, notes=notes)
     summary = {
         "train_seconds": round(train_seconds, 2),
         "files": {k: Path(v).name for k, v in written.items()},
+        "notes": notes,
     }
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
     write_run_report(run_dir, summary)
     run_dir.write_summary(summary)
     return summary
@@ -200,8 +205,14 @@ def resume(
 def export(run_dir: str | os.PathLike) -> dict[str, Path]:
     """Rewrite a run's exports and report from its checkpoint (``ssd3d export``)."""
     folder = RunDir(run_dir).require_run()
-    written = export_outputs(folder)
-    written["report"] = write_run_report(folder)
+    notes: list[str] = []
+    written = export_outputs(folder, notes=notes)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    summary = folder.read_summary()
+    written["report"] = write_run_report(
+        folder, None if summary is None else summary | {"notes": notes}
+    )
     return written
 
 

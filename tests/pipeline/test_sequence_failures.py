@@ -117,3 +117,22 @@ def test_a_more_steps_resume_of_a_finished_run_extends_it(tmp_path, tiny_prior, 
     run = RunDir(run_dir)
     assert run.checkpoint_step() == 6 and run.read_config().steps == 6
     assert [r["step"] for r in run.read_log()] == list(range(1, 7))
+
+
+def test_a_scene_with_no_surface_finishes_with_a_note_not_an_error(
+    tmp_path, tiny_prior, tiny_config, monkeypatch, capsys
+):
+    from ssd3d.scene import RadianceScene
+
+    def empty(self, resolution):
+        raise SSD3DError("the field is empty at density threshold 2.0: nothing to export")
+
+    monkeypatch.setattr(RadianceScene, "export_mesh", empty)
+    run = RunDir(generate(tiny_config, tmp_path, prior=tiny_prior, progress=False))
+    summary = run.read_summary()
+    assert summary["notes"] == [
+        "no mesh: the field is empty at density threshold 2.0: nothing to export"
+    ]
+    assert "glb" not in summary["files"] and (run.path / "turntable.mp4").is_file()
+    assert "no mesh: the field is empty" in run.report_path.read_text()
+    assert "note: no mesh" in capsys.readouterr().err

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from ssd3d.errors import SSD3DError
 from ssd3d.export import contact_sheet, save_mesh, save_png, write_video
 from ssd3d.pipeline.config import GenerateConfig
 from ssd3d.pipeline.run_dir import RunDir
@@ -44,9 +45,14 @@ def orbit_sheet(scene: Scene, views: int, resolution: int):
     return contact_sheet(rgb, normal, normals_signed=False)
 
 
-def export_outputs(run_dir: RunDir, cfg: GenerateConfig | None = None) -> dict[str, Path]:
+def export_outputs(
+    run_dir: RunDir, cfg: GenerateConfig | None = None, notes: list[str] | None = None
+) -> dict[str, Path]:
     """(Re)write the run's exports from its checkpoint: for a 3D scene its turntable (mp4,
-    gif), contact sheet and mesh; for any scene the files of its representation."""
+    gif), contact sheet and mesh; for any scene the files of its representation.
+
+    A scene with nothing at its surface level has no mesh: that is said in ``notes`` (and
+    the run's report), not raised, so the views of what the run did are still written."""
     cfg = cfg or run_dir.read_config()
     scene = load_scene(run_dir, cfg)
     ex = cfg.export
@@ -57,8 +63,14 @@ def export_outputs(run_dir: RunDir, cfg: GenerateConfig | None = None) -> dict[s
             written[suffix] = write_video(rgb, run_dir.file(f"turntable.{suffix}"), fps=ex.fps)
         sheet = orbit_sheet(scene, ex.contact_views, ex.contact_resolution)
         written["contact_sheet"] = save_png(sheet, run_dir.file("contact_sheet.png"))
-        mesh = scene.export_mesh(ex.mesh_resolution)
-        for path in save_mesh(mesh, run_dir.path, stem="mesh", formats=ex.mesh_formats):
-            written[path.suffix.lstrip(".")] = path
+        try:
+            mesh = scene.export_mesh(ex.mesh_resolution)
+        except SSD3DError as e:
+            if notes is None:
+                raise
+            notes.append(f"no mesh: {e}")
+        else:
+            for path in save_mesh(mesh, run_dir.path, stem="mesh", formats=ex.mesh_formats):
+                written[path.suffix.lstrip(".")] = path
     written |= scene.export_files(run_dir.path)
     return written

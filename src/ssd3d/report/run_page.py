@@ -148,7 +148,9 @@ def write_run_report(folder: RunDir | str | os.PathLike, summary: dict | None = 
     if "contact_sheet.png" in has:
         caption = "orbit views with their normal maps below"
         sections.append(section("Contact sheet", image("contact_sheet.png", "views", caption)))
-    if not {"mesh.glb", "image.png"} & has:
+    if summary.get("notes"):
+        sections.insert(0, section("Notes", bullets(list(summary["notes"]))))
+    elif not {"mesh.glb", "image.png"} & has:
         note = "No exports yet: the run has not finished (ssd3d export DIR writes them)."
         sections.insert(0, section("Result", bullets([note])))
     if log:
