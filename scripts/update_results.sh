@@ -34,7 +34,7 @@ for part in "${parts[@]}"; do
         | "${section[@]}" bench-priors
       python scripts/bench_tables.py $bench/exact-seeds $bench/exact-smoothed \
         --names exact,exact-smoothed | "${section[@]}" bench-smoothing
-      python scripts/bench_tables.py $bench/exact-ssd-defaults | "${section[@]}" ssd-3d
+      python scripts/bench_tables.py $bench/exact-ssd-oracle | "${section[@]}" ssd-3d
       python scripts/vocabulary_table.py $bench/vocabulary \
         --compare $bench/gpu-prior/vocabulary --compare-name "GPU prior: the same preset" \
         --compare $bench/gpu-prior/vocabulary-24 \
