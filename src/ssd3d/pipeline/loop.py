@@ -183,11 +183,14 @@ class Distillation:
             return self._supervised_step(out, cameras, shading, timings, lap)
         x0 = self.prior.encode(out.rgb)
         lap("render")
-        t = self.schedule.sample(self.step, cfg.steps, cfg.views_per_step, gen).to(self.device)
+        t_host = self.schedule.sample(self.step, cfg.steps, cfg.views_per_step, gen)
+        # Only the branches this step's t need (SSD's branch per t asks for one prediction),
+        # decided on the host copy of t: no device round trip.
+        branches = self.estimator.branches(t_host)
+        t = t_host.to(self.device)
         noise = torch.randn(x0.shape, generator=gen, dtype=x0.dtype).to(self.device)
         rows = self.conditioning.rows(labels)
-        # Only the branches this step's t need (SSD's branch per t asks for one prediction).
-        preds = noise_predictions(self.prior, x0, t, noise, rows, self.estimator.branches(t))
+        preds = noise_predictions(self.prior, x0, t, noise, rows, branches)
         lap("prior")
         grad = self.estimator(preds, state=self.estimator_state)
         if self.estimator_state is not None:
@@ -196,9 +199,9 @@ class Distillation:
         if not torch.isfinite(grad).all():
             raise NonFiniteGradient(
                 f"non-finite score-distillation gradient at step {self.step} "
-                f"(t = {t.tolist()}); lower the learning rates or the guidance scale"
+                f"(t = {t_host.tolist()}); lower the learning rates or the guidance scale"
             )
-        return self._descend(out, x0, grad, t.tolist(), timings, lap)
+        return self._descend(out, x0, grad, t_host.tolist(), timings, lap)
 
     def _descend(self, out, x0: Tensor, grad: Tensor, t: list[int], timings, lap) -> StepRecord:
         """Surrogate loss on x0 (+ regularisers on the render), backward, Adam; the record."""

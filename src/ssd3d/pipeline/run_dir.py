@@ -16,14 +16,16 @@ spells a file name of a run folder.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 
 import yaml
 
-from ssd3d.atomic import atomic_write_bytes
+from ssd3d.atomic import atomic_write_bytes, disk_error
 from ssd3d.config import from_dict, to_dict
 from ssd3d.errors import SSD3DError
 from ssd3d.pipeline.checkpoint import (
@@ -63,9 +65,6 @@ class RunDir:
 
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r})"
-
-    def __fspath__(self) -> str:
-        return str(self.path)
 
     # --- where things are -------------------------------------------------------------------
     def file(self, name: str) -> Path:
@@ -223,28 +222,19 @@ class RunDir:
     def is_complete(self) -> bool:
         return self.read_summary() is not None
 
-    def exports(self) -> list[Path]:
-        """The export files present, in ``EXPORT_FILES`` order."""
-        return [self.file(name) for name in EXPORT_FILES if self.file(name).is_file()]
-
 
 def slugify(prompt: str, max_length: int = 60) -> str:
     """``"A red cube!"`` -> ``"a-red-cube"``."""
-    import re
-
     slug = re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")
     return slug[:max_length].rstrip("-") or "run"
 
 
 def _io_error(e: OSError, path: Path) -> SSD3DError:
-    """An OSError as one line: a full disk or a vanished folder says so."""
-    import errno
-
-    if e.errno == errno.ENOSPC:
-        return SSD3DError(f"no space left on device while writing {path}")
+    """An OSError as one line: a vanished run folder says so; a full disk (and the rest) as
+    every other writer says it (``atomic.disk_error``)."""
     if e.errno == errno.ENOENT:
         return SSD3DError(f"{path.parent} disappeared while the run was writing to it")
-    return SSD3DError(f"cannot write {path}: {e.strerror or e}")
+    return disk_error(e, str(path))
 
 
 def _write(path: Path, data: bytes) -> None:
