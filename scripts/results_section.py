@@ -28,6 +28,8 @@ SECTIONS = {
     "sd": "sd-gpu.md",
     "batch": "batch.md",
     "ssd-3d": "ssd-3d.md",
+    "ssd-3d-toy": "ssd-3d.md",
+    "ssd-claims-3d": "ssd-3d.md",
 }
 
 

@@ -4,7 +4,7 @@
 #   bash scripts/update_results.sh [sim] [generate] [bench] [tables] [smoothing] [sd] [batch]
 #                                  [screenshots] [cards]               (default: all)
 # Each table lands between its markers in its docs/results/*.md page (scripts/results_section.py).
-# tables reads results/bench/{toy,exact-seeds,exact-smoothed,vocabulary} and
+# tables reads results/bench/{toy,exact-seeds,exact-smoothed,exact-ssd-oracle,toy-ssd,vocabulary} and
 # results/bench/gpu-prior/vocabulary*, made by GPU_PRIOR=1 bash benchmarks/toyworld_tables.sh;
 # sd only tabulates results/sd/sd_*.json: run benchmarks/sd_gpu.sh on a GPU first.
 set -euo pipefail
@@ -35,6 +35,9 @@ for part in "${parts[@]}"; do
       python scripts/bench_tables.py $bench/exact-seeds $bench/exact-smoothed \
         --names exact,exact-smoothed | "${section[@]}" bench-smoothing
       python scripts/bench_tables.py $bench/exact-ssd-oracle | "${section[@]}" ssd-3d
+      python scripts/bench_tables.py $bench/toy-ssd | "${section[@]}" ssd-3d-toy
+      python benchmarks/ssd_claims_3d.py exact=$bench/exact-ssd-oracle toy=$bench/toy-ssd \
+        | "${section[@]}" ssd-claims-3d
       python scripts/vocabulary_table.py $bench/vocabulary \
         --compare $bench/gpu-prior/vocabulary --compare-name "GPU prior: the same preset" \
         --compare $bench/gpu-prior/vocabulary-24 \
