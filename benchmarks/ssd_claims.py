@@ -234,7 +234,7 @@ def check(data: dict) -> list[dict]:
             {
                 "id": "c-" + sds,
                 "claim": f"SSD (defaults) beats {sds}: higher log p and support at equal steps "
-                "(2D/64D simulation; the 3D comparison is pending)",
+                "(2D/64D simulation; the 3D comparison, paired run by run, is in ssd-3d.md)",
                 "flags": flags,
                 "evidence": f"SSD log p {_pm(col('SSD', 'mean_log_prob'))}, support "
                 f"{_pm(col('SSD', 'support_fraction'), '.0f', 100)}%; {sds} log p "
