@@ -82,8 +82,10 @@ class ISM(Estimator):
 
 @dataclass(frozen=True)
 class SDI(Estimator):
-    """Score Distillation via Inversion (Lukoianov et al. 2024, "Score Distillation via
-    Reparametrized DDIM", arXiv 2405.15891; threestudio's stable-diffusion-sdi-guidance).
+    """Score Distillation via Inversion (SDI; Lukoianov et al. 2024, arXiv 2405.15891).
+
+    The paper is "Score Distillation via Reparametrized DDIM"; threestudio's guidance is
+    stable-diffusion-sdi-guidance.
 
     ``g = w(t) (eps_cfg(x_t, t) - eps_inv)``: SDS with its random noise replaced by the noise
     that DDIM inversion implies. x_t is x0 run by DDIM inversion to t in steps of
