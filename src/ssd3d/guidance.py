@@ -152,6 +152,12 @@ def ddim_invert(
     that made it. Samples step in lockstep; a sample whose path is done is left out of the
     later calls, so the count is what the paths cost (rows evaluated / B).
     """
+    x_t, start, eps_start, rows_evaluated = _invert(prior, noising, x0, t, rows, generator)
+    return x_t, start, eps_start, rows_evaluated / x0.shape[0]
+
+
+def _invert(prior, noising, x0, t, rows, generator) -> tuple[Tensor, Tensor, Tensor, int]:
+    """``ddim_invert`` with the rows evaluated as an integer count."""
     x0 = x0.detach()
     b = x0.shape[0]
     alphas = prior.alphas_cumprod.to(x0.device).to(x0.dtype)
@@ -194,7 +200,7 @@ def ddim_invert(
         x[dev_idx] = x_v
         current[idx] = nxt
         a_cur[dev_idx] = alphas[nxt.to(x0.device)]
-    return x, start.to(t.device), eps_start, calls / b
+    return x, start.to(t.device), eps_start, calls
 
 
 def _column(values: Tensor, like: Tensor) -> Tensor:
@@ -203,7 +209,7 @@ def _column(values: Tensor, like: Tensor) -> Tensor:
 
 def _inverted(prior, noising, x0, t, rows, branches, generator) -> Predicted:
     x0 = x0.detach()
-    x_t, start, eps_start, calls = ddim_invert(prior, noising, x0, t, rows, generator)
+    x_t, start, eps_start, inverting = _invert(prior, noising, x0, t, rows, generator)
     alpha_bar = prior.alphas_cumprod.to(x0.device)[t].to(x0.dtype)
     a = _column(alpha_bar, x0)
     implied = (x_t - a.sqrt() * x0) / (1 - a).sqrt()
@@ -218,7 +224,7 @@ def _inverted(prior, noising, x0, t, rows, branches, generator) -> Predicted:
         **{f"eps_{b}": by_branch[b] for b in order},
         **kept,
     )
-    return Predicted(preds, calls + n)
+    return Predicted(preds, (inverting + n * x0.shape[0]) / x0.shape[0])
 
 
 def _same_rows(a: Tensor, b: Tensor) -> bool:
