@@ -3,9 +3,10 @@
 Each declares its noising step (``noising``: a ``DDIMInversion``), which the caller runs with
 the prior (``ssd3d.guidance.predictions``); the estimator itself stays a pure function of the
 ``NoisePredictions`` it is handed. Costs in network evaluations of the batch per step
-(docs/method.md): ISM ``ceil(s / (T / inversion_steps)) + 1`` unconditional ones on the way
-to x_t plus 2 at x_t (about 5.5 on average over t in [20, 980]); SDI
-``2 ceil(t / (T / inversion_steps))`` on the way (guided: two each) plus 2 at x_t.
+(docs/method.md), with d = T / inversion_steps: ISM ``max(ceil(s / d), 1) + 1``
+unconditional ones on the way to x_t plus 2 at x_t (about 5.7 on average over t in
+[20, 980]); SDI ``2 ceil(t / d)`` on the way (guided: two each) plus 2 at x_t (about 15
+over t in [250, 980]).
 """
 
 from __future__ import annotations
