@@ -34,6 +34,10 @@ def test_inversion_runs_resume_bit_for_bit(
     assert all(r["prior_calls"] >= fewest_calls for r in log)
     resumed = [json.loads(line) for line in (stopped / "log.jsonl").read_text().splitlines()]
     assert [r["prior_calls"] for r in resumed] == [r["prior_calls"] for r in log]
+    summary = json.loads((straight / "summary.json").read_text())
+    assert summary["prior_calls_per_step"] == pytest.approx(
+        sum(r["prior_calls"] for r in log) / len(log), abs=1e-3
+    )
 
 
 def test_the_default_estimators_log_two_prior_calls(tmp_path, tiny_prior, tiny_config):
