@@ -25,15 +25,17 @@ class NoisePredictions:
     """Everything an estimator may look at, for one batch. Shapes: x0-like tensors [B, ...]."""
 
     x0: Tensor  # clean sample in the prior's space (points, pixels or latents)
-    noise: Tensor  # the eps that was added to x0
+    # The eps with x_t = sqrt(a) x0 + sqrt(1 - a) eps: drawn (random noising) or implied by
+    # the x_t that DDIM inversion reached (ISM, SDI).
+    noise: Tensor
     t: Tensor  # [B] integer timesteps
     alpha_bar: Tensor  # [B] cumulative alphas at t
     eps_cond: Tensor  # eps_phi(x_t; y, t)
     eps_uncond: Tensor | None = None  # eps_phi(x_t; t), empty prompt
     eps_neg: Tensor | None = None  # eps_phi(x_t; y_neg, t), negative prompt
     # DDIM inversion only (``DDIMInversion.keep_start``): the start s of the inversion's last
-    # step (into x_t), [B], and the unconditional prediction there, eps_phi(x_s; s), which
-    # made that step. ISM's target.
+    # step (into x_t), [B], and the inversion's prediction there, which made that step. For
+    # ISM that is eps_phi(x_s; s) with the empty prompt: its target.
     t_start: Tensor | None = None
     eps_start: Tensor | None = None
 
