@@ -2,8 +2,10 @@
 
     python benchmarks/step_time.py [--prior toy|exact] [--steps 30] [--full] [key=value ...]
 
-Stages: render (volume rendering + prior.encode), prior (one batched call for every branch
-the estimator needs), estimator, backward, optimizer. ``--full`` also times a complete
+Stages: render (volume rendering + prior.encode), prior (the noising step and one batched
+call for every branch the estimator needs), estimator, backward, optimizer; and the prior
+calls per step (network evaluations of the batch: 2 for SDS with guidance, more for ISM's and
+SDI's DDIM inversion). ``--full`` also times a complete
 default ``ssd3d generate`` (training and every export) in a temporary folder.
 """
 
@@ -55,6 +57,8 @@ def main() -> None:
     print(
         f"  {'total':10s} {total:8.1f} ms  -> {total * cfg.steps / 1e3:.0f} s for {cfg.steps} steps"
     )
+    calls = statistics.mean(r.prior_calls for r in records)
+    print(f"  prior calls/step {calls:.2f} (mean; network evaluations of the batch)")
     if args.full:
         with tempfile.TemporaryDirectory() as tmp:
             start = time.perf_counter()

@@ -97,12 +97,12 @@ def _run_one(
         run.supervision = TrueRenders(cfg.prompt, cfg.background.colour)
     w, h = cfg.camera.width, cfg.camera.height
     checkpoints = [{"step": 0, **initial}]
-    train_s = eval_s = 0.0
+    train_s = eval_s = prior_calls = 0.0
     status, error = "ok", None
     try:
         while run.step < cfg.steps:
             start = time.perf_counter()
-            run.run_step()
+            prior_calls += run.run_step().prior_calls
             train_s += time.perf_counter() - start
             if run.step in checkpoint_steps:
                 start = time.perf_counter()
@@ -121,6 +121,9 @@ def _run_one(
         "train_seconds": round(train_s, 3),
         "eval_seconds": round(eval_s, 3),
         "seconds_per_step": round(train_s / max(run.step, 1), 4),
+        # Network evaluations of the step's batch, averaged over the run (guidance counts
+        # them: 2 for SDS with guidance, more for ISM's and SDI's DDIM inversion).
+        "prior_calls_per_step": round(prior_calls / max(run.step, 1), 3),
     }
 
 

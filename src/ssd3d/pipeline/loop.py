@@ -19,7 +19,7 @@ from torch import Tensor
 from ssd3d.errors import SSD3DError
 from ssd3d.estimators import Estimator, build_estimator, surrogate_loss
 from ssd3d.estimators.base import Branch
-from ssd3d.guidance import noise_predictions
+from ssd3d.guidance import predictions
 from ssd3d.pipeline.checkpoint import TrainingState
 from ssd3d.pipeline.config import GenerateConfig
 from ssd3d.pipeline.run_dir import RunDir
@@ -99,6 +99,9 @@ class StepRecord:
     grad_norm: float
     regularisers: dict[str, float]
     timings_ms: dict[str, float]
+    # Network evaluations of the batch this step (rows evaluated / B: SDS with guidance 2,
+    # ISM and SDI more for their DDIM inversion; 0 under supervision).
+    prior_calls: float = 0.0
 
 
 class Distillation:
@@ -190,7 +193,11 @@ class Distillation:
         t = t_host.to(self.device)
         noise = torch.randn(x0.shape, generator=gen, dtype=x0.dtype).to(self.device)
         rows = self.conditioning.rows(labels)
-        preds = noise_predictions(self.prior, x0, t, noise, rows, branches)
+        # x_t as the estimator's noising step says (random noise, or DDIM inversion of x0).
+        predicted = predictions(
+            self.prior, self.estimator.noising, x0, t, noise, rows, branches, gen
+        )
+        preds = predicted.predictions
         lap("prior")
         grad = self.estimator(preds, state=self.estimator_state)
         if self.estimator_state is not None:
@@ -201,7 +208,9 @@ class Distillation:
                 f"non-finite score-distillation gradient at step {self.step} "
                 f"(t = {t_host.tolist()}); lower the learning rates or the guidance scale"
             )
-        return self._descend(out, x0, grad, t_host.tolist(), timings, lap)
+        record = self._descend(out, x0, grad, t_host.tolist(), timings, lap)
+        record.prior_calls = predicted.prior_calls
+        return record
 
     def _descend(self, out, x0: Tensor, grad: Tensor, t: list[int], timings, lap) -> StepRecord:
         """Surrogate loss on x0 (+ regularisers on the render), backward, Adam; the record."""

@@ -115,6 +115,9 @@ def _facts(cfg: GenerateConfig, log: list[dict], summary: dict) -> list[tuple[st
         ),
     ]
     facts.append(("scene", describe_scene(cfg)))
+    calls = [r["prior_calls"] for r in log if "prior_calls" in r]  # older logs have none
+    if calls:
+        facts.append(("prior calls per step", f"{math.fsum(calls) / len(calls):.2f} (mean)"))
     facts.append(("device", cfg.device))
     if "train_seconds" in summary:
         facts.append(("training time", f"{summary['train_seconds']:.1f} s"))

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ssd3d.estimators import Branch, Estimator, EstimatorState, NoisePredictions
+from ssd3d.estimators import Branch, Estimator, EstimatorState, NoisePredictions, Noising
 
 
 def block_of(p: NoisePredictions, part: slice) -> NoisePredictions:
@@ -45,7 +45,8 @@ class StackedState:
 class Stacked(Estimator):
     """Several estimators side by side: estimator i owns samples [i * block, (i + 1) * block).
 
-    Needs the union of their branches, so one prior call serves them all.
+    Needs the union of their branches, so one prior call serves them all. The members must
+    make x_t the same way (``noising``); ``noising_groups`` splits a list that does not.
     """
 
     estimators: tuple[Estimator, ...]
@@ -63,6 +64,13 @@ class Stacked(Estimator):
             *(e.branches(t[self._part(i)]) for i, e in enumerate(self.estimators))
         )
 
+    @property
+    def noising(self) -> Noising:
+        kinds = {e.noising for e in self.estimators}
+        if len(kinds) != 1:
+            raise ValueError("stacked estimators make x_t differently: split by noising_groups")
+        return kinds.pop()
+
     def make_state(self) -> StackedState | None:
         states = [e.make_state() for e in self.estimators]
         return None if all(s is None for s in states) else StackedState(states, self.block)
@@ -77,3 +85,13 @@ class Stacked(Estimator):
         for i, estimator in enumerate(self.estimators):
             out.append(estimator(block_of(p, self._part(i)), state=states[i]))
         return torch.cat(out)
+
+
+def noising_groups(estimators: tuple[Estimator, ...]) -> list[list[int]]:
+    """The members' indices grouped by noising step, in order of first appearance: each
+    group is one ``Stacked`` and one noising step (random noising: every estimator before
+    ISM and SDI, so usually one group)."""
+    groups: dict[Noising, list[int]] = {}
+    for i, e in enumerate(estimators):
+        groups.setdefault(e.noising, []).append(i)
+    return list(groups.values())
