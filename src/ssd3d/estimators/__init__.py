@@ -25,6 +25,7 @@ from ssd3d.estimators.terms import (
     optimal_coefficient,
     variance_reducing,
 )
+from ssd3d.estimators.vsd import VSD
 from ssd3d.estimators.weighting import WEIGHTINGS, weight
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "SCHEDULES",
     "SDS",
     "SSD",
+    "VSD",
     "WEIGHTINGS",
     "Annealed",
     "Branch",

@@ -13,7 +13,9 @@ from typing import ClassVar, Literal, Protocol
 
 from torch import Tensor
 
-Branch = Literal["cond", "uncond", "neg"]
+# "particle" is not a prior branch: it is the particles' own score (VSD), predicted by a
+# trainable or fitted model beside the prior, which guidance does not call.
+Branch = Literal["cond", "uncond", "neg", "particle"]
 
 # Timesteps of every prior in ssd3d (diffusers' convention: t in [0, 1000)).
 NUM_TRAIN_TIMESTEPS = 1000
@@ -30,12 +32,15 @@ class NoisePredictions:
     eps_cond: Tensor  # eps_phi(x_t; y, t)
     eps_uncond: Tensor | None = None  # eps_phi(x_t; t), empty prompt
     eps_neg: Tensor | None = None  # eps_phi(x_t; y_neg, t), negative prompt
+    # eps of the particles' own noised distribution at the same x_t (VSD's variational
+    # score: a LoRA of the prior trained on the renders, or a fitted closed form).
+    eps_particle: Tensor | None = None
 
     def __post_init__(self) -> None:
         shape = self.x0.shape
         if self.x0.dim() < 1:
             raise ValueError("x0 must have a batch dimension [B, ...]")
-        for name in ("noise", "eps_cond", "eps_uncond", "eps_neg"):
+        for name in ("noise", "eps_cond", "eps_uncond", "eps_neg", "eps_particle"):
             value = getattr(self, name)
             if value is not None and value.shape != shape:
                 raise ValueError(f"{name} has shape {tuple(value.shape)}, x0 has {tuple(shape)}")
@@ -47,7 +52,12 @@ class NoisePredictions:
                 )
 
     def require(self, branch: Branch) -> Tensor:
-        value = {"cond": self.eps_cond, "uncond": self.eps_uncond, "neg": self.eps_neg}[branch]
+        value = {
+            "cond": self.eps_cond,
+            "uncond": self.eps_uncond,
+            "neg": self.eps_neg,
+            "particle": self.eps_particle,
+        }[branch]
         if value is None:
             raise ValueError(
                 f"this estimator needs the '{branch}' prediction, which was not computed"

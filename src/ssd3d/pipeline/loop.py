@@ -23,6 +23,7 @@ from ssd3d.guidance import noise_predictions
 from ssd3d.pipeline.checkpoint import TrainingState
 from ssd3d.pipeline.config import GenerateConfig
 from ssd3d.pipeline.run_dir import RunDir
+from ssd3d.pipeline.variational import VariationalScore
 from ssd3d.priors.base import DiffusionPrior
 from ssd3d.scene import (
     VIEW_LABELS,
@@ -115,6 +116,9 @@ class Distillation:
         self.schedule = cfg.timesteps.build()
         self.scene: Scene = build_scene(cfg).to(self.device)
         self.conditioning = Conditioning.embed(prior, cfg, self.scene)
+        # VSD's score of the scene's own renders, fitted beside the scene and checkpointed
+        # with it; None for the other estimators.
+        self.particle = VariationalScore.build(cfg, prior, self.estimator, self.conditioning.table)
         self.optimizer = build_optimizer(cfg, self.scene)
         # The regularisers that are on and mean something for this representation.
         self.regularisers = {
@@ -137,6 +141,7 @@ class Distillation:
             self.optimizer.state_dict(),
             self.generator.get_state(),
             {} if self.estimator_state is None else self.estimator_state.state_dict(),
+            {} if self.particle is None else self.particle.state_dict(),
         )
 
     def save(self, run_dir: RunDir) -> None:
@@ -157,6 +162,8 @@ class Distillation:
             # A checkpoint written without one (an older run) resumes with empty sums.
             if state.estimator:
                 self.estimator_state.load_state_dict(state.estimator)
+        if self.particle is not None and state.particle:
+            self.particle.load_state_dict(state.particle)
         self.generator.set_state(state.rng_state)
         self.step = state.step
 
@@ -191,10 +198,14 @@ class Distillation:
         noise = torch.randn(x0.shape, generator=gen, dtype=x0.dtype).to(self.device)
         rows = self.conditioning.rows(labels)
         preds = noise_predictions(self.prior, x0, t, noise, rows, branches)
+        if self.particle is not None:
+            preds = self.particle.attach(preds, cameras)
         lap("prior")
         grad = self.estimator(preds, state=self.estimator_state)
         if self.estimator_state is not None:
             self.estimator_state.update(preds)  # after the gradient: it uses earlier steps only
+        if self.particle is not None:
+            self.particle.train(x0, cameras, gen)  # on this step's renders, after the gradient
         lap("estimator")
         if not torch.isfinite(grad).all():
             raise NonFiniteGradient(
