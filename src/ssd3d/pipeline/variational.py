@@ -36,9 +36,9 @@ def particle_score_for(cfg: GenerateConfig, prior: DiffusionPrior) -> ParticleSc
     """The particle score of ``prior``'s kind, with the run's settings."""
     settings, betas, eps = cfg.particle_score, cfg.optim.betas, cfg.optim.eps
     if isinstance(prior, ToyPrior):
-        return ToyLoraScore(prior.unet, prior.alphas_cumprod, settings, betas, eps)
+        return ToyLoraScore(prior.unet, prior.alphas_cumprod, settings, betas, eps, cfg.seed)
     if type(prior).__name__ == "StableDiffusionPrior":  # without importing diffusers here
-        return StableDiffusionLoraScore(prior, settings, betas, eps)
+        return StableDiffusionLoraScore(prior, settings, betas, eps, cfg.seed)
     return FittedGaussianScore(prior.alphas_cumprod, settings.momentum)
 
 

@@ -27,6 +27,7 @@ the adapters' and the embedding's weights and AdamW's moments, or the Gaussian's
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from dataclasses import dataclass
 from typing import Protocol
@@ -166,6 +167,15 @@ def _require_peft():
     return peft
 
 
+@contextlib.contextmanager
+def _seeded(seed: int):
+    """torch's global generator seeded for the adapters' random init (peft draws from it),
+    and left as it was: a run's adapters are a function of its seed alone."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
 class CameraEmbedding(nn.Module):
     """Camera-to-world [B, 16] -> an offset of the timestep embedding [B, E]; starts at zero."""
 
@@ -303,6 +313,7 @@ class ToyLoraScore(LoraScore):
         config: ParticleScoreConfig = ParticleScoreConfig(),
         betas: tuple[float, float] = (0.9, 0.99),
         eps: float = 1e-15,
+        seed: int = 0,
     ) -> None:
         super().__init__(alphas_cumprod, config)
         peft = _require_peft()
@@ -310,10 +321,12 @@ class ToyLoraScore(LoraScore):
         lora = peft.LoraConfig(
             r=config.rank, lora_alpha=config.alpha, target_modules=list(self.TARGETS)
         )
-        self.network = peft.inject_adapter_in_model(lora, network)
+        with _seeded(seed):
+            self.network = peft.inject_adapter_in_model(lora, network)
+            emb_dim = network.time_mlp[-1].out_features
+            camera = CameraEmbedding(emb_dim) if config.camera else None
         device = next(network.parameters()).device
-        emb_dim = network.time_mlp[-1].out_features
-        self.camera_embedding = CameraEmbedding(emb_dim).to(device) if config.camera else None
+        self.camera_embedding = None if camera is None else camera.to(device)
         self._build_optimizer(betas, eps)
 
     def _forward(self, x_t: Tensor, t: Tensor, cond: Tensor, camera: Tensor | None) -> Tensor:
@@ -336,23 +349,25 @@ class StableDiffusionLoraScore(LoraScore):
         config: ParticleScoreConfig = ParticleScoreConfig(),
         betas: tuple[float, float] = (0.9, 0.99),
         eps: float = 1e-15,
+        seed: int = 0,
     ) -> None:
         super().__init__(prior.alphas_cumprod, config)
         peft = _require_peft()
         unet = copy.deepcopy(prior.unet).requires_grad_(False).eval()
-        unet.add_adapter(
-            peft.LoraConfig(
-                r=config.rank, lora_alpha=config.alpha, target_modules=list(self.TARGETS)
-            )
+        lora = peft.LoraConfig(
+            r=config.rank, lora_alpha=config.alpha, target_modules=list(self.TARGETS)
         )
+        with _seeded(seed):
+            unet.add_adapter(lora)
+            emb_dim = unet.time_embedding.linear_2.out_features
+            camera = CameraEmbedding(emb_dim) if config.camera else None
         # peft keeps the adapters in float32 over a half-precision base (autocast_adapter_dtype).
         self.network = unet
         self.dtype = prior.dtype
         self.prediction_type = prior.prediction_type
         self.camera_embedding = None
-        if config.camera:
-            emb_dim = unet.time_embedding.linear_2.out_features
-            self.camera_embedding = CameraEmbedding(emb_dim).to(prior.device)
+        if camera is not None:
+            self.camera_embedding = camera.to(prior.device)
             # The UNet adds class_embedding(class_labels) to its timestep embedding.
             unet.class_embedding = self.camera_embedding
         self._build_optimizer(betas, eps)
