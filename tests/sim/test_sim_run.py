@@ -106,7 +106,7 @@ def test_adam_matches_torch_optim() -> None:
 
 def test_default_estimators_and_bad_lists() -> None:
     est = parse_estimators(None)
-    assert list(est) == list(DEFAULT_ESTIMATORS) and len(est) == 14
+    assert list(est) == list(DEFAULT_ESTIMATORS) and len(est) == 15
     assert est["SSD tau=T"].tau == 999 and est["SSD c=0"].coefficient == "zero"
     assert parse_estimators("ssd tau=0; SDS s=100")["ssd tau=0"].tau == 0
     with pytest.raises(SSD3DError, match="unknown estimator 'sdss'"):

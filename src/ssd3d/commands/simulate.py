@@ -24,7 +24,7 @@ def register(app: typer.Typer) -> None:
             None,
             "--estimators",
             help="';'-separated estimators: default labels ('SSD c=1') or specs for "
-            "build_estimator ('ssd tau=0'). Default: the 14 of the comparison.",
+            "build_estimator ('ssd tau=0'). Default: the 15 of the comparison.",
         ),
         steps: int = typer.Option(None, "--steps", help="Optimisation steps (default 400)."),
         particles: int = typer.Option(

@@ -154,6 +154,8 @@ class Distillation:
             # A restructured scene (grown grid, densified Gaussians) has new parameters.
             self.optimizer = build_optimizer(self.cfg, self.scene)
             self.optimizer.load_state_dict(state.optimizer)
+            if self.particle is not None and state.particle:
+                self.particle.load_state_dict(state.particle)
         except (RuntimeError, ValueError, KeyError) as e:
             raise SSD3DError(
                 f"checkpoint in {run_dir.path} does not match its config: {e}"
@@ -162,8 +164,6 @@ class Distillation:
             # A checkpoint written without one (an older run) resumes with empty sums.
             if state.estimator:
                 self.estimator_state.load_state_dict(state.estimator)
-        if self.particle is not None and state.particle:
-            self.particle.load_state_dict(state.particle)
         self.generator.set_state(state.rng_state)
         self.step = state.step
 
@@ -204,9 +204,10 @@ class Distillation:
         grad = self.estimator(preds, state=self.estimator_state)
         if self.estimator_state is not None:
             self.estimator_state.update(preds)  # after the gradient: it uses earlier steps only
+        lap("estimator")
         if self.particle is not None:
             self.particle.train(x0, cameras, gen)  # on this step's renders, after the gradient
-        lap("estimator")
+            lap("particle")
         if not torch.isfinite(grad).all():
             raise NonFiniteGradient(
                 f"non-finite score-distillation gradient at step {self.step} "

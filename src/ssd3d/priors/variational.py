@@ -103,6 +103,18 @@ class ParticleScore(Protocol):
 # --- the fitted Gaussian (exact priors, simulations) ------------------------------------------
 
 
+def gaussian_eps(
+    x0: Tensor, noise: Tensor, alpha_bar: Tensor, mean: Tensor, second: Tensor
+) -> Tensor:
+    """Exact eps of N(mean, diag(second - mean^2)) over x0 at x_t = sqrt(a) x0 + sqrt(1 - a)
+    noise, alpha_bar [B]: ``sqrt(1 - a) (x_t - sqrt(a) mean) / (a var + 1 - a)``, in x0's dtype."""
+    var = (second - mean * mean).clamp_min(0)
+    a = alpha_bar.to(x0.device, torch.float64).reshape(-1, *([1] * (x0.dim() - 1)))
+    x_t = add_noise(x0.detach().to(torch.float64), noise.to(torch.float64), a.flatten())
+    eps = (1 - a).sqrt() * (x_t - a.sqrt() * mean.to(x_t)) / (a * var.to(x_t) + 1 - a)
+    return eps.to(x0.dtype)
+
+
 class FittedGaussianScore:
     """q = N(mu, diag(v)) over x0, its moments a moving average of the particles' (see module)."""
 
@@ -128,12 +140,9 @@ class FittedGaussianScore:
     ) -> Tensor:
         """Exact eps of the fitted Gaussian at x_t; the moments include this batch."""
         mean, second = self.moments(x0)
-        var = (second - mean * mean).clamp_min(0)
-        a = self.alphas_cumprod.to(x0.device)[t].to(torch.float64)
-        a = a.reshape(-1, *([1] * (x0.dim() - 1)))
-        x_t = add_noise(x0.detach().to(torch.float64), noise.to(torch.float64), a.flatten())
-        eps = (1 - a).sqrt() * (x_t - a.sqrt() * mean) / (a * var + 1 - a)
-        return eps.to(x0.dtype)
+        return gaussian_eps(
+            x0, noise, self.alphas_cumprod[t.to(self.alphas_cumprod.device)], mean, second
+        )
 
     def update(
         self, x0: Tensor, cond: Tensor, camera: Tensor | None, generator: torch.Generator

@@ -44,7 +44,7 @@ from ssd3d.sim.metrics import (
     particle_metrics,
 )
 from ssd3d.sim.scenario import Scenario
-from ssd3d.sim.stacked import Stacked
+from ssd3d.sim.stacked import Stacked, with_particle_scores
 
 # The estimators compared by default: label -> spec for build_estimator.
 DEFAULT_ESTIMATORS: dict[str, str] = {
@@ -62,6 +62,8 @@ DEFAULT_ESTIMATORS: dict[str, str] = {
     "SSD tau=200 norm-match": "ssd tau=200 match_norm=true",  # method.md's formula
     "SSD tau=0": "ssd tau=0",  # mode-disengaging at every t > 0
     "SSD tau=T": "ssd tau=999",  # tau < T is required: 999 sends every t to mode-seeking
+    # ProlificDreamer's s = 7.5; its particle score is a Gaussian fitted to the particles.
+    "VSD": "vsd",
 }
 
 # The coefficient forms of the bias/variance-vs-t figure: key -> label.
@@ -227,7 +229,10 @@ def run_scenario(
         t = schedule.sample(step, config.steps, n, generator)
         noise = torch.randn(n, d, generator=generator, dtype=x.dtype)
         ts = t.repeat(e)
-        preds = noise_predictions(prior, x, ts, noise.repeat(e, 1), rows, stacked.branches(ts))
+        branches = stacked.branches(ts)
+        preds = noise_predictions(prior, x, ts, noise.repeat(e, 1), rows, branches)
+        if "particle" in branches:
+            preds = with_particle_scores(preds, x.reshape(e, n, d), prior.alphas_cumprod)
         # grad is d loss / d x0 for each particle (surrogate_loss without the 1 / B batch
         # mean, since each particle is its own scene).
         grad = stacked(preds, state=state)
@@ -257,7 +262,15 @@ def run_scenario(
     members = state.states if state is not None else None
     by_bin = [
         gradient_variance(
-            prior, ests, x_fixed, t, one_rows, config.variance_draws, config.seed + 2, members
+            prior,
+            ests,
+            x_fixed,
+            t,
+            one_rows,
+            config.variance_draws,
+            config.seed + 2,
+            members,
+            particles=final,
         )
         for t in bins
     ]
