@@ -44,6 +44,8 @@ def test_vsd_on_the_exact_prior_fits_a_gaussian_and_resumes(tmp_path, tiny_prior
     assert isinstance(prepare(cfg, tiny_prior).particle.score, FittedGaussianScore)
     state = assert_resumes_bit_for_bit(cfg, tiny_prior, tmp_path)
     assert set(state) == {"mean", "second"} and state["mean"].shape == (3, 16, 16)
+    report = (tmp_path / "b" / "a-red-disk" / "report.html").read_text()
+    assert "Gaussian fitted to the renders, momentum 0.1" in report
 
 
 @pytest.fixture(scope="module")

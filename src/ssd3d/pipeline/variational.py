@@ -19,7 +19,7 @@ import dataclasses
 import torch
 from torch import Tensor
 
-from ssd3d.estimators import Estimator, NoisePredictions
+from ssd3d.estimators import Estimator, NoisePredictions, build_estimator
 from ssd3d.pipeline.config import GenerateConfig
 from ssd3d.priors.base import DiffusionPrior
 from ssd3d.priors.toy import ToyPrior
@@ -40,6 +40,17 @@ def particle_score_for(cfg: GenerateConfig, prior: DiffusionPrior) -> ParticleSc
     if type(prior).__name__ == "StableDiffusionPrior":  # without importing diffusers here
         return StableDiffusionLoraScore(prior, settings, betas, eps, cfg.seed)
     return FittedGaussianScore(prior.alphas_cumprod, settings.momentum)
+
+
+def describe_particle_score(cfg: GenerateConfig) -> str | None:
+    """One line on the particle score a run's config asks for (None unless VSD)."""
+    if "particle" not in build_estimator(cfg.estimator).needs:
+        return None
+    p = cfg.particle_score
+    if cfg.prior in ("toy", "stable-diffusion"):
+        camera = "camera-conditioned" if p.camera else "no camera"
+        return f"LoRA copy of the prior, rank {p.rank}, AdamW lr {p.lr:g}, {camera}"
+    return f"Gaussian fitted to the renders, momentum {p.momentum:g}"
 
 
 @dataclasses.dataclass
