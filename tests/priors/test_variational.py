@@ -105,6 +105,16 @@ def test_toy_adapter_state_round_trips_bit_exactly(toy):
         b.load_state_dict({})
 
 
+def test_adapter_init_is_a_function_of_the_seed_alone(toy):
+    def init(seed):
+        torch.manual_seed(seed + 100)  # torch's global generator must not matter
+        return ToyLoraScore(toy.unet, toy.alphas_cumprod, seed=seed).state_dict()
+
+    a, b, c = init(0), init(0), init(1)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert any(not torch.equal(a[k], c[k]) for k in a if "lora_A" in k)
+
+
 def test_missing_peft_is_one_line(toy, monkeypatch):
     monkeypatch.setitem(sys.modules, "peft", None)
     with pytest.raises(SSD3DError, match="needs peft"):
