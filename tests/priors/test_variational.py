@@ -154,3 +154,18 @@ def test_fitted_gaussian_moving_average_and_state():
     assert torch.equal(
         copy.predict(second, noise, t, second, None), score.predict(second, noise, t, second, None)
     )
+
+
+def test_vsd_with_a_fresh_adapter_at_guidance_one_gives_zero(toy):
+    import dataclasses
+
+    from ssd3d.estimators import VSD
+    from ssd3d.guidance import noise_predictions
+
+    score = ToyLoraScore(toy.unet, toy.alphas_cumprod)
+    x0, noise, t, cond, camera = batch(toy)
+    vsd = VSD(guidance_scale=1.0)
+    preds = noise_predictions(toy, x0, t, noise, {"cond": cond}, vsd.branches(t))
+    preds = dataclasses.replace(preds, eps_particle=score.predict(x0, noise, t, cond, camera))
+    assert preds.eps_cond.abs().sum() > 0
+    assert torch.equal(vsd(preds), torch.zeros_like(x0))
