@@ -37,6 +37,7 @@ from ssd3d.estimators.terms import (
     optimal_coefficient,
     variance_reducing,
 )
+from ssd3d.estimators.vsd import VSD
 from ssd3d.estimators.weighting import WEIGHTINGS, weight
 
 __all__ = [
@@ -49,6 +50,7 @@ __all__ = [
     "SDI",
     "SDS",
     "SSD",
+    "VSD",
     "WEIGHTINGS",
     "Annealed",
     "Branch",

@@ -14,7 +14,9 @@ from typing import ClassVar, Literal, Protocol
 
 from torch import Tensor
 
-Branch = Literal["cond", "uncond", "neg"]
+# "particle" is not a prior branch: it is the particles' own score (VSD), predicted by a
+# trainable or fitted model beside the prior, which guidance does not call.
+Branch = Literal["cond", "uncond", "neg", "particle"]
 
 # Timesteps of every prior in ssd3d (diffusers' convention: t in [0, 1000)).
 NUM_TRAIN_TIMESTEPS = 1000
@@ -38,12 +40,15 @@ class NoisePredictions:
     # ISM that is eps_phi(x_s; s) with the empty prompt: its target.
     t_start: Tensor | None = None
     eps_start: Tensor | None = None
+    # eps of the particles' own noised distribution at the same x_t (VSD's variational
+    # score: a LoRA of the prior trained on the renders, or a fitted closed form).
+    eps_particle: Tensor | None = None
 
     def __post_init__(self) -> None:
         shape = self.x0.shape
         if self.x0.dim() < 1:
             raise ValueError("x0 must have a batch dimension [B, ...]")
-        for name in ("noise", "eps_cond", "eps_uncond", "eps_neg", "eps_start"):
+        for name in ("noise", "eps_cond", "eps_uncond", "eps_neg", "eps_start", "eps_particle"):
             value = getattr(self, name)
             if value is not None and value.shape != shape:
                 raise ValueError(f"{name} has shape {tuple(value.shape)}, x0 has {tuple(shape)}")
@@ -55,7 +60,12 @@ class NoisePredictions:
                 )
 
     def require(self, branch: Branch) -> Tensor:
-        value = {"cond": self.eps_cond, "uncond": self.eps_uncond, "neg": self.eps_neg}[branch]
+        value = {
+            "cond": self.eps_cond,
+            "uncond": self.eps_uncond,
+            "neg": self.eps_neg,
+            "particle": self.eps_particle,
+        }[branch]
         if value is None:
             raise ValueError(
                 f"this estimator needs the '{branch}' prediction, which was not computed"

@@ -13,9 +13,10 @@ from ssd3d.estimators.inversion import ISM, SDI
 from ssd3d.estimators.peers import CSD, NFSD, ModeDisengaging, ModeSeeking
 from ssd3d.estimators.sds import SDS
 from ssd3d.estimators.ssd import SSD
+from ssd3d.estimators.vsd import VSD
 
 ESTIMATORS: dict[str, type[Estimator]] = {
-    cls.name: cls for cls in (SDS, SSD, CSD, NFSD, ISM, SDI, ModeSeeking, ModeDisengaging)
+    cls.name: cls for cls in (SDS, SSD, CSD, NFSD, ISM, SDI, VSD, ModeSeeking, ModeDisengaging)
 }
 
 

@@ -23,6 +23,7 @@ from ssd3d.guidance import predictions
 from ssd3d.pipeline.checkpoint import TrainingState
 from ssd3d.pipeline.config import GenerateConfig
 from ssd3d.pipeline.run_dir import RunDir
+from ssd3d.pipeline.variational import VariationalScore
 from ssd3d.priors.base import DiffusionPrior
 from ssd3d.scene import (
     VIEW_LABELS,
@@ -118,6 +119,9 @@ class Distillation:
         self.schedule = cfg.timesteps.build()
         self.scene: Scene = build_scene(cfg).to(self.device)
         self.conditioning = Conditioning.embed(prior, cfg, self.scene)
+        # VSD's score of the scene's own renders, fitted beside the scene and checkpointed
+        # with it; None for the other estimators.
+        self.particle = VariationalScore.build(cfg, prior, self.estimator, self.conditioning.table)
         self.optimizer = build_optimizer(cfg, self.scene)
         # The regularisers that are on and mean something for this representation.
         self.regularisers = {
@@ -140,6 +144,7 @@ class Distillation:
             self.optimizer.state_dict(),
             self.generator.get_state(),
             {} if self.estimator_state is None else self.estimator_state.state_dict(),
+            {} if self.particle is None else self.particle.state_dict(),
         )
 
     def save(self, run_dir: RunDir) -> None:
@@ -152,6 +157,8 @@ class Distillation:
             # A restructured scene (grown grid, densified Gaussians) has new parameters.
             self.optimizer = build_optimizer(self.cfg, self.scene)
             self.optimizer.load_state_dict(state.optimizer)
+            if self.particle is not None and state.particle:
+                self.particle.load_state_dict(state.particle)
         except (RuntimeError, ValueError, KeyError) as e:
             raise SSD3DError(
                 f"checkpoint in {run_dir.path} does not match its config: {e}"
@@ -198,11 +205,16 @@ class Distillation:
             self.prior, self.estimator.noising, x0, t, noise, rows, branches, gen
         )
         preds = predicted.predictions
+        if self.particle is not None:
+            preds = self.particle.attach(preds, cameras)
         lap("prior")
         grad = self.estimator(preds, state=self.estimator_state)
         if self.estimator_state is not None:
             self.estimator_state.update(preds)  # after the gradient: it uses earlier steps only
         lap("estimator")
+        if self.particle is not None:
+            self.particle.train(x0, cameras, gen)  # on this step's renders, after the gradient
+            lap("particle")
         if not torch.isfinite(grad).all():
             raise NonFiniteGradient(
                 f"non-finite score-distillation gradient at step {self.step} "

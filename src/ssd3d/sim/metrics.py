@@ -17,7 +17,7 @@ from ssd3d.estimators import Branch, Estimator, EstimatorState, RunningCoefficie
 from ssd3d.estimators.terms import optimal_coefficient
 from ssd3d.guidance import noise_predictions, predictions
 from ssd3d.priors.gmm import GaussianMixturePrior
-from ssd3d.sim.stacked import Stacked, StackedState, block_of, noising_groups
+from ssd3d.sim.stacked import Stacked, StackedState, block_of, noising_groups, with_particle_scores
 
 # "Inside the support" = Mahalanobis distance < 3 in 2D, i.e. inside the ellipse that holds
 # P(chi2_2 < 9) = 1 - exp(-4.5) = 98.9% of a component's mass. In D dimensions a sample's
@@ -110,12 +110,15 @@ def gradient_variance(
     draws: int,
     seed: int,
     states: Sequence[EstimatorState | None] | None = None,
+    particles: Tensor | None = None,
 ) -> list[GradientVariance]:
     """Each estimator's gradient variance at fixed x0 [S, D] and one timestep t.
 
     Every estimator sees the same ``draws`` noise draws per point (one prior call for all);
     ``rows[branch]`` holds one conditioning row, [1]. ``states``: each estimator's
-    companion as it stands (read, never updated here), None for none.
+    companion as it stands (read, never updated here), None for none. ``particles``
+    [E, N, D]: each estimator's particles, for VSD's particle score (a Gaussian fitted to
+    them); required when an estimator needs it.
     """
     e, (s, d) = len(estimators), x0.shape
     noise = torch.randn(draws * s, d, generator=torch.Generator().manual_seed(seed), dtype=x0.dtype)
@@ -138,6 +141,10 @@ def gradient_variance(
             stacked.branches(ts),
             inversion_gen,
         ).predictions
+        if "particle" in stacked.branches(ts):
+            if particles is None:
+                raise ValueError("an estimator needs the particles' score: pass particles")
+            preds = with_particle_scores(preds, [particles[i] for i in idx], prior.alphas_cumprod)
         members = [states[i] for i in idx] if states is not None else None
         state = StackedState(members, block) if members is not None else None
         part = stacked(preds, state=state)

@@ -46,7 +46,7 @@ from ssd3d.sim.metrics import (
     particle_metrics,
 )
 from ssd3d.sim.scenario import Scenario
-from ssd3d.sim.stacked import Stacked, StackedState, noising_groups
+from ssd3d.sim.stacked import Stacked, StackedState, noising_groups, with_particle_scores
 
 # The estimators compared by default: label -> spec for build_estimator.
 DEFAULT_ESTIMATORS: dict[str, str] = {
@@ -234,10 +234,13 @@ class _Group:
             branches,
             inversion_gen,
         )
-        grad = self.stacked(out.predictions, state=self.state)
+        preds = out.predictions
+        if "particle" in branches:  # VSD: each member's particles' own (fitted) score
+            preds = with_particle_scores(preds, x.reshape(k, self.n, -1), prior.alphas_cumprod)
+        grad = self.stacked(preds, state=self.state)
         if self.state is not None:
             # After the gradient: this step's noise never sets its own c.
-            self.state.update(out.predictions)
+            self.state.update(preds)
         inverting = out.prior_calls - len(distinct_branches(self.rows, branches)[0])
         for i, est in zip(self.idx, self.ests, strict=True):
             calls[i] += inverting + len(distinct_branches(self.rows, est.branches(t))[0])
@@ -308,7 +311,15 @@ def run_scenario(
     # Each estimator with its companion as the run left it (read only).
     by_bin = [
         gradient_variance(
-            prior, ests, x_fixed, t, one_rows, config.variance_draws, config.seed + 2, members
+            prior,
+            ests,
+            x_fixed,
+            t,
+            one_rows,
+            config.variance_draws,
+            config.seed + 2,
+            members,
+            particles=final,
         )
         for t in bins
     ]

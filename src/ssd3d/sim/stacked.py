@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from ssd3d.estimators import Branch, Estimator, EstimatorState, NoisePredictions, Noising
+from ssd3d.priors.variational import gaussian_eps
 
 
 def block_of(p: NoisePredictions, part: slice) -> NoisePredictions:
@@ -95,3 +98,22 @@ def noising_groups(estimators: tuple[Estimator, ...]) -> list[list[int]]:
     for i, e in enumerate(estimators):
         groups.setdefault(e.noising, []).append(i)
     return list(groups.values())
+
+
+def with_particle_scores(
+    p: NoisePredictions, particles: Sequence[Tensor], alphas_cumprod: Tensor
+) -> NoisePredictions:
+    """``p`` with VSD's ``eps_particle``: block i (``len(p.x0) / len(particles)`` samples)
+    gets the exact eps of a Gaussian fitted to ``particles[i]`` [N, D], that estimator's
+    particles. With an exact prior there is no network to adapt: this closed form stands in
+    for ProlificDreamer's LoRA (``ssd3d.priors.variational.FittedGaussianScore`` at
+    momentum 1, the particles of this very step)."""
+    block = p.x0.shape[0] // len(particles)
+    alpha_bar = alphas_cumprod[p.t]
+    parts = []
+    for i, x in enumerate(particles):
+        part = slice(i * block, (i + 1) * block)
+        x = x.to(torch.float64)
+        mean, second = x.mean(dim=0), (x * x).mean(dim=0)
+        parts.append(gaussian_eps(p.x0[part], p.noise[part], alpha_bar[part], mean, second))
+    return dataclasses.replace(p, eps_particle=torch.cat(parts))
