@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 import torch
@@ -41,7 +42,7 @@ from ssd3d.models.judge import Judge, JudgeConfig, balanced_accuracy, held_out_a
 from ssd3d.pipeline.run import prepare
 from ssd3d.scene import fixed_shading, view_labels
 from ssd3d.toyworld.dataset_format import ToyDataset, read_safetensors, write_safetensors_atomic
-from ssd3d.toyworld.shapes import SHAPES, VIEW_DISTINCT_SHAPES
+from ssd3d.toyworld.shapes import SHAPES, VIEW_DISTINCT_SHAPES, sdf
 from ssd3d.toyworld.vocabulary import all_prompts, parse_prompt
 
 OUT = Path(__file__).resolve().parent.parent / "results" / "judge_views"
@@ -164,6 +165,16 @@ def measure(args) -> None:
     print(held_out)
 
 
+def turned_iou(shape: str, yaw_deg: float = 180.0, resolution: int = 64) -> float:
+    """3D IoU of the true ``shape`` with itself turned by ``yaw_deg``: how well the benchmark's
+    best-IoU yaw can tell the two turns apart (1 = not at all)."""
+    lin = torch.linspace(-0.7, 0.7, resolution)
+    grid = torch.stack(torch.meshgrid(lin, lin, lin, indexing="ij"), -1).reshape(-1, 3)
+    a = sdf(shape, grid) < 0
+    b = sdf(shape, grid, math.radians(yaw_deg)) < 0
+    return float((a & b).sum() / (a | b).sum())
+
+
 def _mean(xs) -> float:
     return sum(xs) / len(xs)
 
@@ -212,6 +223,11 @@ def table(args) -> None:
                 lines.append(f"| {v} | " + " | ".join(str(int(x)) for x in conf[i]) + " |")
     lines += [
         "",
+        "3D IoU of each true shape with itself turned by 180° (64³ grid), what separates the "
+        "two turns for the best-IoU yaw: "
+        + ", ".join(f"{s} {turned_iou(s):.2f}" for s in VIEW_DISTINCT_SHAPES)
+        + ".",
+        "",
         "Per prompt (yaw 0), after: "
         + "; ".join(
             f"`{n}` "
@@ -232,7 +248,7 @@ def table(args) -> None:
             "",
             "The oracle's scene (fitted to the true renders) on the way: what each judge answers "
             "on the 12 orbit views (f/s/b/o = front/side/back/overhead; the cameras' labels are "
-            f"`{first[0]['labels']}` at yaw 0) and the score before / after.",
+            f"`{runs[names[0]]['truth'][0]['labels']}` at yaw 0) and the score before / after.",
             "",
             "| object | step | IoU | yaw | " + " | ".join(fitted) + " |",
             "|---|---|---|---|" + "---|" * len(fitted),

@@ -224,3 +224,12 @@ def test_fine_tuning_starts_from_the_given_judge(trained: tuple[Judge, Path], tm
             torch.testing.assert_close(tuned.net.state_dict()[name], value)
     with pytest.raises(SSD3DError, match="does not match"):
         train_judge(data, tmp_path, JudgeConfig(steps=1, width=4), progress=False, init=path)
+    # A frozen trunk keeps its weights and batch-norm statistics whatever the step size;
+    # the hidden layer and the heads move.
+    cfg = JudgeConfig(steps=3, batch_size=8, width=8, lr=0.1, freeze_trunk=True, threads=1)
+    frozen = Judge.load(train_judge(data, tmp_path, cfg, progress=False, init=path).path)
+    before, after = judge.net.state_dict(), frozen.net.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in before.items() if k.startswith("trunk."))
+    assert not torch.equal(after["hidden.1.weight"], before["hidden.1.weight"])
+    with pytest.raises(SSD3DError, match="needs a judge to start from"):
+        train_judge(data, tmp_path, JudgeConfig(freeze_trunk=True), progress=False)
