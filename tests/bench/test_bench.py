@@ -289,7 +289,8 @@ def test_estimator_items_take_labels_and_derive_them():
 
 
 class _FakeJudge:
-    """Answers known scores: every view right for the prompt, half the view labels right."""
+    """Answers known scores: every view right for the prompt, half the view labels right;
+    checks the view labels it is handed: those of the object turned by 90 degrees."""
 
     view_names = ["front", "side", "back", "overhead"]
 
@@ -298,14 +299,16 @@ class _FakeJudge:
         return 1.0
 
     def multi_face_score(self, images, labels):
-        # Orbit of 4 views from the front: front, side, back, side.
-        assert labels.tolist() == [0, 1, 2, 1]
+        # Orbit of 4 views at azimuths 0, 90, 180, -90 of a wedge whose front faces azimuth
+        # 90: its side, front, side and back.
+        assert labels.tolist() == [1, 0, 1, 2]
         return 0.5
 
 
 def test_scorer_gives_the_truth_a_perfect_score_at_its_yaw():
     """The true wedge turned by 90 degrees, as a scene: IoU 1 at yaw 90, identical renders
-    there (PSNR inf), and a finite PSNR against the unturned truth."""
+    there (PSNR inf), a finite PSNR against the unturned truth, and the judge asked for the
+    view labels of the turned object."""
     truth = GroundTruthField("wedge", "yellow", yaw_deg=90)
     scene = RadianceScene(truth, SolidBackground(), RenderConfig(GROUND_TRUTH_SAMPLES))
     # Threshold at the true surface's density: occupancy is then exactly sdf < 0.

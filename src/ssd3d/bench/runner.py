@@ -15,9 +15,12 @@ checkpoints (the initial scene, then evenly spaced to the end) the scene is scor
   Chamfer and colour; ``psnr_yaw0`` is the same against the unturned truth (the prompts'
   view labels fix a front, so an object that comes out turned loses there);
 - ``r_precision``: the judge's top-1 prompt on those orbit views (fraction right);
-- ``multi_face``: the judge's view label against each orbit camera's true label, for the
-  shapes whose front and back differ (``MULTI_FACE_SHAPES``); not turned (a Janus object
-  shows its front from behind, which is what this counts).
+- ``multi_face``: the balanced accuracy of the judge's view labels on those orbit views
+  against the labels each camera sees on the object turned by the best yaw, for the shapes
+  whose front and back differ (``MULTI_FACE_SHAPES``). Balanced (the mean over front, side
+  and back of the fraction read right), so that a judge answering "side" for every view of
+  an object it cannot read scores 1/3, not 0.5; turned, because a Janus object shows its
+  front from behind whichever way it faces (docs/results/judge-views.md).
 
 R-precision and the multi-face score are NaN when no judge is available. A run whose
 gradient turns non-finite (``NonFiniteGradient``) is recorded with its error and the

@@ -338,9 +338,11 @@ def notes(data: dict) -> list[str]:
         asym = [p for p in cfg["prompts"] if parse_prompt(p).shape in MULTI_FACE_SHAPES]
         out.append(
             "R-precision: fraction of the orbit views whose top-1 prompt under the ToyWorld "
-            "judge is the right one. Multi-face: fraction of orbit views whose judged view "
-            "label (front/side/back/overhead) matches the camera's, over the shapes whose "
-            f"front and back differ ({', '.join(MULTI_FACE_SHAPES)}): "
+            "judge is the right one. Multi-face: balanced accuracy of the judged view labels "
+            "(front/side/back/overhead) of the orbit views against those the cameras see on "
+            "the object turned by its best-IoU yaw (the mean over the labels of the fraction "
+            "read right: any constant answer scores 1/3; docs/results/judge-views.md), over "
+            f"the shapes whose front and back differ ({', '.join(MULTI_FACE_SHAPES)}): "
             + ("; ".join(asym) if asym else "none in this prompt set, so –")
             + "."
         )
