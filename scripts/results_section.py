@@ -28,6 +28,7 @@ SECTIONS = {
     "sd": "sd-gpu.md",
     "batch": "batch.md",
     "ssd-3d": "ssd-3d.md",
+    "representations": "representations.md",
 }
 
 

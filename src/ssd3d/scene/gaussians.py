@@ -481,12 +481,13 @@ class GaussianScene(nn.Module):
         only meets the Gaussians whose 3-sigma box overlaps it: a benchmark's 64^3 scoring grid
         against a few thousand Gaussians is then a few percent of points x Gaussians."""
         means = self.means.detach().to(points)
-        precision = self._precisions().to(points)
+        # m^2 = |d^T R S^-1|^2, the precision R S^-2 R^T's quadratic form without forming it.
+        rotation = quaternion_to_rotation(self.quaternions.detach()).to(points)
+        whiten = rotation * torch.exp(-self.log_scales.detach()).to(points)[:, None, :]
         opacity = self.opacities().detach().to(points)
         rgb_all = colours.to(points) if colours is not None else None
         # The 3-sigma ellipsoid's half-extent along each axis: 3 sqrt(Sigma_kk).
-        rs = quaternion_to_rotation(self.quaternions.detach()).to(points)
-        rs = rs * torch.exp(self.log_scales.detach()).to(points)[:, None, :]
+        rs = rotation * torch.exp(self.log_scales.detach()).to(points)[:, None, :]
         half = CUTOFF_SIGMA * rs.square().sum(-1).sqrt()  # [N, 3]
         out_d = points.new_zeros(points.shape[0])
         out_c = points.new_zeros(points.shape[0], 3)
@@ -498,27 +499,27 @@ class GaussianScene(nn.Module):
         key = (cell[:, 0] * BLEND_CELLS + cell[:, 1]) * BLEND_CELLS + cell[:, 2]
         order = torch.argsort(key, stable=True)
         keys, counts = torch.unique_consecutive(key[order], return_counts=True)
-        start = 0
-        for k, count in zip(keys.tolist(), counts.tolist(), strict=True):
-            ids = order[start : start + count]
-            start += count
-            c = torch.tensor(
-                [k // BLEND_CELLS**2, (k // BLEND_CELLS) % BLEND_CELLS, k % BLEND_CELLS],
-                device=points.device,
-            )
-            cell_lo = lo + c * size
-            cell_hi = torch.where(c == BLEND_CELLS - 1, hi, cell_lo + size)
-            gap = (means - means.clamp(min=cell_lo, max=cell_hi)).abs()
-            near = torch.nonzero((gap <= half).all(dim=-1))[:, 0]
+        # Which Gaussians' 3-sigma boxes overlap each occupied cell's box. [cells, N]
+        c = torch.stack(
+            [keys // BLEND_CELLS**2, (keys // BLEND_CELLS) % BLEND_CELLS, keys % BLEND_CELLS], -1
+        )
+        cell_lo = lo + c * size
+        cell_hi = torch.where(c == BLEND_CELLS - 1, hi, cell_lo + size)
+        nearest = torch.minimum(torch.maximum(means[None], cell_lo[:, None]), cell_hi[:, None])
+        overlap = ((means[None] - nearest).abs() <= half[None]).all(dim=-1)
+        starts = (torch.cumsum(counts, 0) - counts).tolist()
+        for i, count in enumerate(counts.tolist()):
+            near = torch.nonzero(overlap[i])[:, 0]
             if len(near) == 0:
                 continue
-            m, p_near, o_near = means[near], precision[near], opacity[near]
+            ids = order[starts[i] : starts[i] + count]
+            m, w_near, o_near = means[near], whiten[near], opacity[near]
             # As many points at once as chunk points against every Gaussian would hold.
             per = max(chunk, chunk * len(means) // len(near))
             for first in range(0, count, per):
                 sel = ids[first : first + per]
                 d = points[sel, None, :] - m[None]  # [P, n, 3]
-                m2 = torch.einsum("pni,nij,pnj->pn", d, p_near, d)
+                m2 = (d[..., :, None] * w_near).sum(dim=-2).square().sum(dim=-1)
                 w = torch.where(m2 <= CUTOFF_SIGMA**2, o_near * torch.exp(-0.5 * m2), 0.0)
                 out_d[sel] = w.sum(dim=1)
                 if rgb_all is not None:
