@@ -79,13 +79,17 @@ class GaussianConfig:
     sh_degree: int = 0
     # Seeds the initial points and every split's child positions (per step: resume-safe).
     seed: int = 0
-    # Adam learning rates per group (DreamGaussian's position_lr_init, scaling_lr,
-    # rotation_lr, opacity_lr, feature_lr). Higher SH bands get colour / 20, as in 3DGS.
+    # Adam learning rates per group: DreamGaussian's position_lr_init, scaling_lr,
+    # rotation_lr and opacity_lr. Colour is 5x its feature_lr (0.01): the SH DC coefficient
+    # moves the colour by SH_C0 = 0.28 per unit, so 0.01 is 0.003 of colour per step, and a
+    # red from the initial grey takes ~180 steps of a 200-step benchmark; 0.05 is the voxel
+    # grid's albedo step (lr 0.05 on a logit, 0.25 per unit at grey) and halves the oracle's
+    # colour error (docs/gaussians.md). Higher SH bands get colour / 20, as in 3DGS.
     lr_position: float = 1e-3
     lr_scale: float = 5e-3
     lr_rotation: float = 5e-3
     lr_opacity: float = 5e-2
-    lr_colour: float = 1e-2
+    lr_colour: float = 5e-2
     # The background is seen by every pixel; the voxel scene's rate (DEFAULT_LR_BACKGROUND).
     lr_background: float = 1e-2
     # Densify at steps densify_start, +every, ... while <= densify_stop (DreamGaussian:
