@@ -114,9 +114,10 @@ class GaussianConfig:
     # Cap opacities at 0.01 every this many steps while densifying (DreamGaussian 700); 0 off.
     opacity_reset_every: int = 700
     # Densification stops adding Gaussians at this count (bounds memory and the CPU render:
-    # the plain renderer's cost grows linearly with it).
+    # the plain renderer's cost grows with the pixels each Gaussian covers).
     max_count: int = 4096
-    # Alphas held at once by the plain renderer (see ssd3d.scene.splat).
+    # Candidate (pixel, Gaussian) pairs the plain renderer enumerates at once (see
+    # ssd3d.scene.splat).
     chunk_elements: int = DEFAULT_CHUNK_ELEMENTS
     # "auto" (gsplat on CUDA when installed), "torch", "gsplat".
     backend: str = "auto"
