@@ -366,3 +366,20 @@ def test_tables_script_prints_one_table_or_two_side_by_side(tmp_path, capsys):
     row_a = next(line for line in out.splitlines() if line.startswith("| a |"))
     assert row_a.count("0.700 ± 0.200") == 2 and row_a.count("no judge") == 4
     assert main([str(tmp_path / "nowhere")]) == 2
+
+
+def test_runs_scored_by_another_judge_are_not_mixed_into_a_file(tmp_path):
+    from ssd3d.bench.results import JUDGE_RULE, check_same_judge, judge_identity
+
+    now = judge_identity(None)  # the shipped judge
+    assert now["rule"] == JUDGE_RULE and len(now["weights"]) == 12
+    path = tmp_path / "results.json"
+    check_same_judge({"runs": [], "judge": {"available": True}}, now, path)  # nothing to mix
+    check_same_judge({"runs": [{}], "judge": {"available": True, **now}}, now, path)
+    check_same_judge({"runs": [{}], "judge": {"available": False}}, now, path)  # unjudged
+    first = {"runs": [{}], "judge": {"available": True, "note": ""}}  # before the rule
+    with pytest.raises(SSD3DError, match="another judge or rule.*first judge"):
+        check_same_judge(first, now, path)
+    other = {"runs": [{}], "judge": {"available": True, "weights": "0" * 12, "rule": JUDGE_RULE}}
+    with pytest.raises(SSD3DError, match="another judge"):
+        check_same_judge(other, now, path)

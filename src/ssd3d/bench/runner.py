@@ -49,7 +49,9 @@ from ssd3d.bench.oracle import TrueRenders
 from ssd3d.bench.results import (
     GALLERY_VIEWS,
     RESULTS_FILE,
+    check_same_judge,
     gallery_image,
+    judge_identity,
     new_bench_dir,
     open_results,
     prior_weights,
@@ -303,7 +305,11 @@ def run_bench(
             raise SSD3DError("a loaded judge cannot go to Ray workers: give its file")
     if threads is not None and threads < 1:
         raise SSD3DError(f"--threads must be >= 1; got {threads}")
-    data["judge"] = {"available": judge is not None, "note": judge_note}
+    identity = {}
+    if judge is not None and judge_spec != "given":
+        identity = judge_identity(None if judge_spec == "auto" else judge_spec)
+        check_same_judge(data, identity, out_dir / RESULTS_FILE)
+    data["judge"] = {"available": judge is not None, "note": judge_note, **identity}
     data["prior_info"] = {
         "name": cfg.prior,
         "model": cfg.model or "default",

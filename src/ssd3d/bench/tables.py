@@ -336,15 +336,28 @@ def notes(data: dict) -> list[str]:
     ]
     if _judge_ok(data):
         asym = [p for p in cfg["prompts"] if parse_prompt(p).shape in MULTI_FACE_SHAPES]
+        shapes = ", ".join(MULTI_FACE_SHAPES)
+        which = "; ".join(asym) if asym else "none in this prompt set, so –"
+        if data["judge"].get("rule") is None:  # scored before the rule was recorded
+            rule = (
+                "Multi-face (scored by the first judge, with its first rule): fraction of orbit "
+                "views whose judged view label matches the camera's on the unturned object, "
+                "where a judge answering 'side' throughout scores 0.5 "
+                "(docs/results/judge-views.md; a rerun into a new folder rescores it), over "
+                f"the shapes whose front and back differ ({shapes}): "
+            )
+        else:
+            rule = (
+                "Multi-face: balanced accuracy of the judged view labels "
+                "(front/side/back/overhead) of the orbit views against those the cameras see "
+                "on the object turned by its best-IoU yaw (the mean over the labels of the "
+                "fraction read right: any constant answer scores 1/3; "
+                f"docs/results/judge-views.md; judge {data['judge'].get('weights')}), over "
+                f"the shapes whose front and back differ ({shapes}): "
+            )
         out.append(
             "R-precision: fraction of the orbit views whose top-1 prompt under the ToyWorld "
-            "judge is the right one. Multi-face: balanced accuracy of the judged view labels "
-            "(front/side/back/overhead) of the orbit views against those the cameras see on "
-            "the object turned by its best-IoU yaw (the mean over the labels of the fraction "
-            "read right: any constant answer scores 1/3; docs/results/judge-views.md), over "
-            f"the shapes whose front and back differ ({', '.join(MULTI_FACE_SHAPES)}): "
-            + ("; ".join(asym) if asym else "none in this prompt set, so –")
-            + "."
+            "judge is the right one. " + rule + which + "."
         )
     else:
         reason = data.get("judge", {}).get("note", "")
