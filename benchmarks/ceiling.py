@@ -104,6 +104,14 @@ class Row:
     beta_end: float | None = None  # None: beta is learnt; else scheduled to it (geometric)
     init_radius: float = 0.5
     sparsity: float = 0.0  # opacity sparsity weight (distillation only)
+    # SDF only: the shading's normals carry no gradient into the geometry (only the opacity
+    # does), as finite differences of a detached density would not.
+    detach_normals: bool = False
+    # Adam's eps: nodes whose gradient is far below it take steps far below lr.
+    adam_eps: float = 1e-15
+    # Passes of a separable [1, 2, 1] / 4 filter over the geometry's gradient before Adam
+    # (a Sobolev-like preconditioner: voxel-scale noise is damped, coherent motion kept).
+    grad_smooth: int = 0
     notes: str = ""
 
 
@@ -162,6 +170,59 @@ DISTILL_ROWS = {
             beta=0.1,
             beta_end=0.02,
         ),
+        # One lever at a time from the oracle's best 32px row (16->32^3 at 50).
+        *[
+            Row(
+                f"sdf 16->32^3 at 50, lr {lr:g}",
+                resolution=16,
+                growth=((50, 32),),
+                lr_density=lr,
+                steps=400,
+            )
+            for lr in (0.005, 0.0025)
+        ],
+        Row(
+            "sdf 16->32^3 at 50, lr 0.005, beta 0.03 fixed",
+            resolution=16,
+            growth=((50, 32),),
+            lr_density=0.005,
+            beta_end=0.03,
+            steps=400,
+        ),
+        Row(
+            "sdf 16->32^3 at 50, lr 0.005, normals detached",
+            resolution=16,
+            growth=((50, 32),),
+            lr_density=0.005,
+            detach_normals=True,
+            steps=400,
+        ),
+        Row("sdf 16^3, lr 0.005", resolution=16, lr_density=0.005, steps=400),
+        Row(
+            "sdf 16->32^3 at 50, lr 0.005, normals detached, gradient smoothed x2",
+            resolution=16,
+            growth=((50, 32),),
+            lr_density=0.005,
+            detach_normals=True,
+            grad_smooth=2,
+            steps=400,
+        ),
+        Row(
+            "sdf 16^3, lr 0.005, normals detached, gradient smoothed x2",
+            resolution=16,
+            lr_density=0.005,
+            detach_normals=True,
+            grad_smooth=2,
+            steps=400,
+        ),
+        Row(
+            "sdf 16->32^3 at 50, lr 0.005, Adam eps 0.1",
+            resolution=16,
+            growth=((50, 32),),
+            lr_density=0.005,
+            adam_eps=0.1,
+            steps=400,
+        ),
     ]
 }
 
@@ -169,10 +230,17 @@ DISTILL_ROWS = {
 # --- fields and rendering -------------------------------------------------------------------
 
 
+class _DetachedNormalsSDF(SDFGridField):
+    def forward_with_normals(self, points):
+        sigma, albedo, normals = super().forward_with_normals(points)
+        return sigma, albedo, normals.detach()
+
+
 def build_field(row: Row):
     if row.kind == "density":
         return VoxelGridField(VoxelGridConfig(resolution=row.resolution))
-    return SDFGridField(
+    cls = _DetachedNormalsSDF if row.detach_normals else SDFGridField
+    return cls(
         SDFGridConfig(
             resolution=row.resolution,
             beta=row.beta,
@@ -192,7 +260,7 @@ def optimizer(f, row: Row) -> torch.optim.Adam:
         {"params": f.density_parameters(), "lr": row.lr_density},
         {"params": f.albedo_parameters(), "lr": row.lr_albedo},
     ]
-    return torch.optim.Adam(groups, betas=(0.9, 0.99), eps=1e-15)
+    return torch.optim.Adam(groups, betas=(0.9, 0.99), eps=row.adam_eps)
 
 
 def render_importance(f, cameras, shading, coarse: int, fine: int, generator) -> RenderOutput:
@@ -281,6 +349,27 @@ def score(f, prompt: str) -> dict[str, float]:
     }
 
 
+@torch.no_grad()
+def save_orbit(f, prompt: str, path: Path) -> None:
+    """The scene's orbit (top: RGB, middle: opacity) over the truth's (bottom), one PNG."""
+    import numpy as np
+
+    from ssd3d.export.contact_sheet import save_png
+
+    cameras = orbit_cameras(EVAL_VIEWS, width=EVAL_SIZE, height=EVAL_SIZE)
+    shading = fixed_shading("lambertian", cameras)
+    out = render(f, cameras, SolidBackground(), RenderConfig(EVAL_SAMPLES), shading)
+    true = truth_render(GroundTruthField.from_prompt(prompt), cameras, shading)
+
+    def strip(x):  # [B, C, H, W] -> [H, B * W, 3]
+        x = x.clamp(0, 1).expand(-1, 3, -1, -1)
+        return torch.cat(list(x.permute(0, 2, 3, 1)), dim=1)
+
+    image = torch.cat([strip(out.rgb), strip(out.opacity), strip(true.rgb)], dim=0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_png((image.numpy() * 255).round().astype(np.uint8), path)
+
+
 # --- the two loops ---------------------------------------------------------------------------
 
 
@@ -299,6 +388,27 @@ def _prepare_step(f, opt, row: Row, step: int):
     return opt
 
 
+def smooth_grid(grid: torch.Tensor, passes: int) -> torch.Tensor:
+    """``passes`` of a separable [1, 2, 1] / 4 filter over a [R, R, R] grid (edges
+    replicated)."""
+    x = grid[None, None]
+    kernel = torch.tensor([0.25, 0.5, 0.25], dtype=grid.dtype, device=grid.device)
+    for _ in range(passes):
+        for axis in range(3):
+            shape = [1, 1, 1, 1, 1]
+            shape[2 + axis] = 3
+            pad = [0] * 6
+            pad[2 * (2 - axis)] = pad[2 * (2 - axis) + 1] = 1
+            x = F.conv3d(F.pad(x, pad, mode="replicate"), kernel.reshape(shape))
+    return x[0, 0]
+
+
+def _precondition(f, row: Row) -> None:
+    g = _geometry(f).grad
+    if row.grad_smooth > 0 and g is not None:
+        _geometry(f).grad = smooth_grid(g, row.grad_smooth)
+
+
 def _regularised(f, row: Row, out: RenderOutput, loss):
     if isinstance(f, SDFGridField) and row.eikonal > 0:
         loss = loss + row.eikonal * f.eikonal_loss()
@@ -307,16 +417,24 @@ def _regularised(f, row: Row, out: RenderOutput, loss):
     return loss
 
 
-def oracle_fit(prompt: str, row: Row, seed: int = 0) -> tuple[object, float]:
-    """Fit ``row``'s scene to the true renders; returns (field, ms per step)."""
+def oracle_fit(
+    prompt: str, row: Row, seed: int = 0, checkpoints: tuple[int, ...] = (), trace=None
+) -> tuple[object, float]:
+    """Fit ``row``'s scene to the true renders; returns (field, ms per step). ``checkpoints``
+    and ``trace`` as ``distill``'s."""
     gt = GroundTruthField.from_prompt(prompt)
     f = build_field(row)
     opt = optimizer(f, row)
     gen = torch.Generator().manual_seed(seed)
     cam_cfg = CameraConfig(width=row.size, height=row.size)
+    grads = GradientTrace()
+    marks = set(checkpoints) | {row.steps}
     elapsed = 0.0
     for step in range(row.steps):
+        res = f.resolution
         opt = _prepare_step(f, opt, row, step)
+        if f.resolution != res:
+            grads.reset(None)
         cameras = sample_cameras(cam_cfg, 2, gen)
         shading = sample_shading(ShadingConfig(), cameras, gen, step)
         target = truth_render(gt, cameras, shading).rgb
@@ -325,14 +443,101 @@ def oracle_fit(prompt: str, row: Row, seed: int = 0) -> tuple[object, float]:
         loss = _regularised(f, row, out, F.mse_loss(out.rgb, target))
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        _precondition(f, row)
+        before = _geometry(f).detach().clone() if trace is not None else None
         opt.step()
         # The truth's render is the oracle's cost, not the scene's: left out.
         elapsed += time.perf_counter() - clock_fit
+        if trace is not None:
+            grads.add(f, before)
+            if step + 1 in marks:
+                point = {"step": step + 1, **grads.summary(f, row.lr_density)}
+                point.update({k: v for k, v in score(f, prompt).items() if k != "level"})
+                trace.append(point)
+                grads.reset(None)
+                print(_trace_line(point), flush=True)
     return f, 1e3 * elapsed / row.steps
 
 
-def distill(prompt: str, row: Row, prior, estimator_spec: str, seed: int = 0):
-    """Distil ``row``'s scene from ``prior`` with one estimator; returns (field, ms/step)."""
+def _geometry(f) -> torch.Tensor:
+    return f.sdf_grid if isinstance(f, SDFGridField) else f.density_raw
+
+
+class GradientTrace:
+    """Per-node statistics of the geometry's gradient over a window of steps.
+
+    consistency: |sum_t g| / sum_t |g| per node (1: the same sign every step; ~1/sqrt(n) for
+    a random sign), averaged over the nodes weighted by sum_t |g|; near / far split the
+    nodes at two voxels from the surface (SDF) or at the export level (density); step: the
+    mean |Adam update| / lr over the window, near and far (1: every node moves a full lr
+    each step whatever its gradient's size).
+    """
+
+    def __init__(self) -> None:
+        self.reset(None)
+
+    def reset(self, f) -> None:
+        self.sum = self.abs = self.moved = None
+        self.n = 0
+
+    def add(self, f, before: torch.Tensor) -> None:
+        g = _geometry(f).grad
+        if g is None:
+            return
+        if self.sum is None or self.sum.shape != g.shape:
+            self.sum, self.abs = torch.zeros_like(g), torch.zeros_like(g)
+            self.moved = torch.zeros_like(g)
+        self.sum += g
+        self.abs += g.abs()
+        self.moved += (_geometry(f).detach() - before).abs()
+        self.n += 1
+
+    def near_mask(self, f) -> torch.Tensor:
+        if isinstance(f, SDFGridField):
+            voxel = 2 / (f.resolution - 1)
+            return f.sdf_grid.detach().abs() < 2 * voxel
+        with torch.no_grad():
+            sigma = F.softplus(f.density_raw + f.density_bias(f._node_points()))
+        return (sigma > 0.5 * DEFAULT_OCCUPANCY_THRESHOLD) & (
+            sigma < 4 * DEFAULT_OCCUPANCY_THRESHOLD
+        )
+
+    def summary(self, f, lr: float) -> dict[str, float]:
+        if self.n == 0:
+            return {}
+        near = self.near_mask(f)
+        cons = self.sum.abs() / self.abs.clamp(min=1e-30)
+        weight = self.abs
+        out = {
+            "grad_abs_mean": float(self.abs.mean() / self.n),
+            "grad_abs_near": float(self.abs[near].mean() / self.n) if near.any() else math.nan,
+            "grad_abs_far": float(self.abs[~near].mean() / self.n) if (~near).any() else math.nan,
+            "consistency": float((cons * weight).sum() / weight.sum().clamp(min=1e-30)),
+            "step_near": float(self.moved[near].mean() / self.n / lr) if near.any() else math.nan,
+            "step_far": float(self.moved[~near].mean() / self.n / lr)
+            if (~near).any()
+            else math.nan,
+        }
+        if isinstance(f, SDFGridField):
+            out["eikonal"] = float(f.eikonal_loss().detach())
+            out["beta"] = float(f.beta.detach())
+        return out
+
+
+def distill(
+    prompt: str,
+    row: Row,
+    prior,
+    estimator_spec: str,
+    seed: int = 0,
+    checkpoints: tuple[int, ...] = (),
+    trace: list | None = None,
+):
+    """Distil ``row``'s scene from ``prior`` with one estimator; returns (field, ms/step).
+
+    At each step in ``checkpoints`` (and at the end) the scene is scored and the geometry
+    gradient's statistics since the last checkpoint (``GradientTrace``) are appended to
+    ``trace``; their time is left out of ms/step."""
     estimator = build_estimator(estimator_spec)
     state = estimator.make_state()  # SSD's running coefficient, as the pipeline's loop keeps it
     schedule = Uniform()
@@ -342,9 +547,16 @@ def distill(prompt: str, row: Row, prior, estimator_spec: str, seed: int = 0):
     opt = optimizer(f, row)
     gen = torch.Generator().manual_seed(seed)
     cam_cfg = CameraConfig(width=row.size, height=row.size)
-    start = time.perf_counter()
+    grads = GradientTrace()
+    grads.reset(None)
+    marks = set(checkpoints) | {row.steps}
+    elapsed = 0.0
     for step in range(row.steps):
+        clock = time.perf_counter()
+        res = f.resolution
         opt = _prepare_step(f, opt, row, step)
+        if f.resolution != res:
+            grads.reset(f)
         cameras = sample_cameras(cam_cfg, 2, gen)
         shading = sample_shading(ShadingConfig(), cameras, gen, step)
         out = render_row(f, cameras, shading, row, gen)
@@ -360,8 +572,28 @@ def distill(prompt: str, row: Row, prior, estimator_spec: str, seed: int = 0):
         loss = _regularised(f, row, out, surrogate_loss(x0, grad))
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        _precondition(f, row)
+        before = _geometry(f).detach().clone() if trace is not None else None
         opt.step()
-    return f, 1e3 * (time.perf_counter() - start) / row.steps
+        elapsed += time.perf_counter() - clock
+        if trace is not None:
+            grads.add(f, before)
+            if step + 1 in marks:
+                point = {"step": step + 1, **grads.summary(f, row.lr_density)}
+                point.update({k: v for k, v in score(f, prompt).items() if k != "level"})
+                trace.append(point)
+                grads.reset(f)
+                print(_trace_line(point), flush=True)
+    return f, 1e3 * elapsed / row.steps
+
+
+def _trace_line(p: dict) -> str:
+    return "  ".join(
+        f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
+        for k, v in p.items()
+        if k in {"step", "iou", "silhouette_iou", "normal_consistency", "consistency"}
+        or k.startswith(("grad", "step_", "eik", "beta"))
+    )
 
 
 # --- results ---------------------------------------------------------------------------------
@@ -460,6 +692,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--steps", type=int, default=None, help="override every row's steps")
     p.add_argument("--estimators", nargs="+", default=["sds guidance_scale=7.5", "ssd tau=600"])
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--save", default=None, help="folder for each run's final field")
+    p.add_argument("--renders", default=None, help="folder for each run's final orbit strip")
+    p.add_argument(
+        "--checkpoints",
+        nargs="*",
+        type=int,
+        default=None,
+        help="steps at which to score the scene and record its gradient statistics "
+        "(stored as the record's trace; default: none)",
+    )
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     if args.mode == "table":
@@ -478,11 +720,21 @@ def main(argv: list[str] | None = None) -> None:
             blob = score(build_field(row), prompt)
             specs = [None] if args.mode == "oracle" else args.estimators
             for spec in specs:
+                trace = None if args.checkpoints is None else []
+                marks = tuple(args.checkpoints or ())
                 if spec is None:
-                    f, ms = oracle_fit(prompt, row, args.seed)
+                    f, ms = oracle_fit(prompt, row, args.seed, marks, trace)
                 else:
-                    f, ms = distill(prompt, row, prior, spec, args.seed)
+                    f, ms = distill(prompt, row, prior, spec, args.seed, marks, trace)
                 final = score(f, prompt)
+                if args.save is not None:
+                    from safetensors.torch import save_file
+
+                    out = Path(args.save) / f"{row.name}-{prompt}-{spec}.safetensors"
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    save_file({k: v.contiguous() for k, v in f.state_dict().items()}, out)
+                if args.renders is not None:
+                    save_orbit(f, prompt, Path(args.renders) / f"{row.name}-{prompt}-{spec}.png")
                 record = {
                     "row": row.name,
                     "prompt": prompt,
@@ -494,6 +746,8 @@ def main(argv: list[str] | None = None) -> None:
                     "ms_per_step": ms,
                     "beta_end": f.beta.item() if isinstance(f, SDFGridField) else None,
                 }
+                if trace is not None:
+                    record["trace"] = trace
                 _save(args.mode, record)
                 print(
                     f"{row.name:34s} {prompt:16s} {spec or 'oracle':22s} blob {blob['iou']:.2f}"
