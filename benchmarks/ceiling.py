@@ -133,23 +133,6 @@ ORACLE_ROWS = {
     r.name: r
     for r in [
         Row("density 24^3 (preset)", **PRESET),
-        Row(
-            "sdf 16->32^3 at 50, lr 0.02, normals detached, gradient smoothed x2",
-            resolution=16,
-            growth=((50, 32),),
-            lr_density=0.02,
-            detach_normals=True,
-            grad_smooth=2,
-        ),
-        Row(
-            "sdf 16->32^3 at 50, lr 0.005, normals detached, gradient smoothed x2, eikonal 100",
-            resolution=16,
-            growth=((50, 32),),
-            lr_density=0.005,
-            detach_normals=True,
-            grad_smooth=2,
-            eikonal=100.0,
-        ),
         Row("density 24^3, 64px", size=64, **PRESET),
         Row("sdf 32^3", notes="VolSDF, beta learnt from 0.03"),
         Row("sdf 32^3, lr 0.02", lr_density=0.02),
@@ -166,6 +149,24 @@ ORACLE_ROWS = {
             lr_density=0.02,
             size=64,
             samples=64,
+        ),
+        Row(
+            "sdf 16->32^3 at 50, lr 0.02, normals detached, gradient smoothed x2",
+            resolution=16,
+            growth=((50, 32),),
+            lr_density=0.02,
+            detach_normals=True,
+            grad_smooth=2,
+        ),
+        Row(
+            "sdf 16->32^3 at 50, lr 0.005 cosine to 0.1x, normals detached, gradient smoothed x2, eikonal 100",
+            resolution=16,
+            growth=((50, 32),),
+            lr_density=0.005,
+            lr_end=0.1,
+            detach_normals=True,
+            grad_smooth=2,
+            eikonal=100.0,
         ),
     ]
 }
@@ -247,6 +248,17 @@ DISTILL_ROWS = {
             lr_end=0.1,
             detach_normals=True,
             grad_smooth=2,
+            eikonal=100.0,
+            steps=400,
+        ),
+        Row(
+            "sdf 16->32^3 at 50, lr 0.005 cosine to 0.1x, normals detached, gradient smoothed x4, eikonal 100",
+            resolution=16,
+            growth=((50, 32),),
+            lr_density=0.005,
+            lr_end=0.1,
+            detach_normals=True,
+            grad_smooth=4,
             eikonal=100.0,
             steps=400,
         ),
@@ -712,6 +724,11 @@ def _save(name: str, record: dict) -> None:
     path.write_text(json.dumps(kept + [record], indent=1, allow_nan=True) + "\n")
 
 
+def _slug(text: str) -> str:
+    """A file name for a run: letters, digits, '.', '-' and '_' only."""
+    return "".join(c if c.isalnum() or c in ".-" else "_" for c in text)
+
+
 def _fmt(x: float, digits: int = 2) -> str:
     return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
@@ -728,7 +745,7 @@ COLUMNS = [
 
 
 def _table(records: list[dict], with_estimator: bool) -> list[str]:
-    order = [*ORACLE_ROWS, *DISTILL_ROWS]
+    order = [*DISTILL_ROWS, *ORACLE_ROWS] if with_estimator else [*ORACLE_ROWS, *DISTILL_ROWS]
     prompts = PROMPTS + MORE_PROMPTS
 
     def key(r: dict):
@@ -804,7 +821,8 @@ def write_tables() -> str:
         "64x64; Chamfer and normal consistency of the exported mesh (64^3 marching cubes);",
         "PSNR of the orbit renders; ms/step of the scene's own render + backward + Adam on",
         "the shared 2-core machine (the oracle's truth render left out). blob IoU: the",
-        "initial field.",
+        "initial field. Orbit strips of the runs made with `--renders results/ceiling/renders`",
+        "(rows: the scene's RGB, its opacity, the truth) are in `renders/`.",
         "",
         "## Oracle: fitted to the true renders",
         "",
@@ -910,14 +928,15 @@ def main(argv: list[str] | None = None) -> None:
                 else:
                     f, ms = distill(prompt, row, prior, spec, args.seed, marks, trace)
                 final = score(f, prompt)
+                name = _slug(f"{row.name}-{prompt}-{spec or 'oracle'}")
                 if args.save is not None:
                     from safetensors.torch import save_file
 
-                    out = Path(args.save) / f"{row.name}-{prompt}-{spec}.safetensors"
+                    out = Path(args.save) / f"{name}.safetensors"
                     out.parent.mkdir(parents=True, exist_ok=True)
                     save_file({k: v.contiguous() for k, v in f.state_dict().items()}, out)
                 if args.renders is not None:
-                    save_orbit(f, prompt, Path(args.renders) / f"{row.name}-{prompt}-{spec}.png")
+                    save_orbit(f, prompt, Path(args.renders) / f"{name}.png")
                 record = {
                     "row": row.name,
                     "prompt": prompt,
