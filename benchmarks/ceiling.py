@@ -168,6 +168,15 @@ ORACLE_ROWS = {
             grad_smooth=2,
             eikonal=100.0,
         ),
+        Row(
+            "sdf 16->32^3 at 50, lr 0.02, normals detached, gradient smoothed x2, eikonal 100",
+            resolution=16,
+            growth=((50, 32),),
+            lr_density=0.02,
+            detach_normals=True,
+            grad_smooth=2,
+            eikonal=100.0,
+        ),
     ]
 }
 # The surrogate loss sums 0.5 ||g||^2 over a view's pixels while the oracle's MSE averages
