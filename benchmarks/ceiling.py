@@ -3,6 +3,7 @@ follow?
 
     python benchmarks/ceiling.py oracle  [--prompts ...] [--rows ...] [--steps 200]
     python benchmarks/ceiling.py distill [--prompts ...] [--rows ...] [--steps 600]
+    python benchmarks/ceiling.py align   [--prompts ...] [--rows ...] [--steps 16]
     python benchmarks/ceiling.py table
 
 ``oracle``: the exact preset's scene (cameras of its CameraConfig, 2 views a step, random
@@ -16,6 +17,16 @@ SSD (tau 600), following pipeline/loop.py's step. Every run is scored by
 sdf = 0 for the SDF grid) best over yaw, silhouette IoU and depth error on an orbit (64x64,
 so one ring of edge pixels is not 5% of the score), Chamfer and normal consistency of the
 exported mesh, PSNR of the orbit renders, and ms a step.
+
+``align``: at the initial field, no optimisation, the cosine between the geometry's
+gradient under an estimator and under the photometric loss to the truth, over the same
+cameras: does the score point the right way before anything has drifted?
+
+``--checkpoints 100 200 300`` scores the scene at those steps as well and records, per
+window, the geometry gradient's statistics (``GradientTrace``: its size near and far
+from the surface, its per-node sign consistency, Adam's step as a fraction of lr) and,
+for the SDF grid, the eikonal residual and beta: the record's ``trace``. ``--renders DIR``
+writes each run's final orbit over the truth's, ``--save DIR`` its field (safetensors).
 
 Results accumulate in results/ceiling/{oracle,distill}.json (a rerun of a row replaces
 it); ``table`` writes results/ceiling/ceiling.md and docs/results/ceiling.md.
@@ -104,6 +115,16 @@ class Row:
     beta_end: float | None = None  # None: beta is learnt; else scheduled to it (geometric)
     init_radius: float = 0.5
     sparsity: float = 0.0  # opacity sparsity weight (distillation only)
+    # SDF only: the shading's normals carry no gradient into the geometry (only the opacity
+    # does), as finite differences of a detached density would not.
+    detach_normals: bool = False
+    # Adam's eps: nodes whose gradient is far below it take steps far below lr.
+    adam_eps: float = 1e-15
+    # Passes of a separable [1, 2, 1] / 4 filter over the geometry's gradient before Adam
+    # (a Sobolev-like preconditioner: voxel-scale noise is damped, coherent motion kept).
+    grad_smooth: int = 0
+    # The geometry's lr falls along a cosine from lr_density to lr_density * lr_end (1: flat).
+    lr_end: float = 1.0
     notes: str = ""
 
 
@@ -128,6 +149,33 @@ ORACLE_ROWS = {
             lr_density=0.02,
             size=64,
             samples=64,
+        ),
+        Row(
+            "sdf 16->32^3 at 50, lr 0.02, normals detached, gradient smoothed x2",
+            resolution=16,
+            growth=((50, 32),),
+            lr_density=0.02,
+            detach_normals=True,
+            grad_smooth=2,
+        ),
+        Row(
+            "sdf 16->32^3 at 50, lr 0.005 cosine to 0.1x, normals detached, gradient smoothed x2, eikonal 100",
+            resolution=16,
+            growth=((50, 32),),
+            lr_density=0.005,
+            lr_end=0.1,
+            detach_normals=True,
+            grad_smooth=2,
+            eikonal=100.0,
+        ),
+        Row(
+            "sdf 16->32^3 at 50, lr 0.02, normals detached, gradient smoothed x2, eikonal 100",
+            resolution=16,
+            growth=((50, 32),),
+            lr_density=0.02,
+            detach_normals=True,
+            grad_smooth=2,
+            eikonal=100.0,
         ),
     ]
 }
@@ -162,6 +210,83 @@ DISTILL_ROWS = {
             beta=0.1,
             beta_end=0.02,
         ),
+        # One lever at a time from the oracle's best 32px row (16->32^3 at 50).
+        *[
+            Row(
+                f"sdf 16->32^3 at 50, lr {lr:g}",
+                resolution=16,
+                growth=((50, 32),),
+                lr_density=lr,
+                steps=400,
+            )
+            for lr in (0.005, 0.0025)
+        ],
+        Row(
+            "sdf 16->32^3 at 50, lr 0.005, normals detached",
+            resolution=16,
+            growth=((50, 32),),
+            lr_density=0.005,
+            detach_normals=True,
+            steps=400,
+        ),
+        Row("sdf 16^3, lr 0.005", resolution=16, lr_density=0.005, steps=400),
+        Row(
+            "sdf 16->32^3 at 50, lr 0.005, normals detached, gradient smoothed x2",
+            resolution=16,
+            growth=((50, 32),),
+            lr_density=0.005,
+            detach_normals=True,
+            grad_smooth=2,
+            steps=400,
+        ),
+        Row(
+            "sdf 16->32^3 at 50, lr 0.005, normals detached, gradient smoothed x2, eikonal 100",
+            resolution=16,
+            growth=((50, 32),),
+            lr_density=0.005,
+            detach_normals=True,
+            grad_smooth=2,
+            eikonal=100.0,
+            steps=400,
+        ),
+        Row(
+            "sdf 16->32^3 at 50, lr 0.005 cosine to 0.1x, normals detached, gradient smoothed x2, eikonal 100",
+            resolution=16,
+            growth=((50, 32),),
+            lr_density=0.005,
+            lr_end=0.1,
+            detach_normals=True,
+            grad_smooth=2,
+            eikonal=100.0,
+            steps=400,
+        ),
+        Row(
+            "sdf 16->32^3 at 50, lr 0.005 cosine to 0.1x, normals detached, gradient smoothed x4, eikonal 100",
+            resolution=16,
+            growth=((50, 32),),
+            lr_density=0.005,
+            lr_end=0.1,
+            detach_normals=True,
+            grad_smooth=4,
+            eikonal=100.0,
+            steps=400,
+        ),
+        Row(
+            "sdf 16^3, lr 0.005, normals detached, gradient smoothed x2",
+            resolution=16,
+            lr_density=0.005,
+            detach_normals=True,
+            grad_smooth=2,
+            steps=400,
+        ),
+        Row(
+            "sdf 16->32^3 at 50, lr 0.005, Adam eps 0.1",
+            resolution=16,
+            growth=((50, 32),),
+            lr_density=0.005,
+            adam_eps=0.1,
+            steps=400,
+        ),
     ]
 }
 
@@ -169,10 +294,17 @@ DISTILL_ROWS = {
 # --- fields and rendering -------------------------------------------------------------------
 
 
+class _DetachedNormalsSDF(SDFGridField):
+    def forward_with_normals(self, points):
+        sigma, albedo, normals = super().forward_with_normals(points)
+        return sigma, albedo, normals.detach()
+
+
 def build_field(row: Row):
     if row.kind == "density":
         return VoxelGridField(VoxelGridConfig(resolution=row.resolution))
-    return SDFGridField(
+    cls = _DetachedNormalsSDF if row.detach_normals else SDFGridField
+    return cls(
         SDFGridConfig(
             resolution=row.resolution,
             beta=row.beta,
@@ -192,7 +324,7 @@ def optimizer(f, row: Row) -> torch.optim.Adam:
         {"params": f.density_parameters(), "lr": row.lr_density},
         {"params": f.albedo_parameters(), "lr": row.lr_albedo},
     ]
-    return torch.optim.Adam(groups, betas=(0.9, 0.99), eps=1e-15)
+    return torch.optim.Adam(groups, betas=(0.9, 0.99), eps=row.adam_eps)
 
 
 def render_importance(f, cameras, shading, coarse: int, fine: int, generator) -> RenderOutput:
@@ -281,6 +413,27 @@ def score(f, prompt: str) -> dict[str, float]:
     }
 
 
+@torch.no_grad()
+def save_orbit(f, prompt: str, path: Path) -> None:
+    """The scene's orbit (top: RGB, middle: opacity) over the truth's (bottom), one PNG."""
+    import numpy as np
+
+    from ssd3d.export.contact_sheet import save_png
+
+    cameras = orbit_cameras(EVAL_VIEWS, width=EVAL_SIZE, height=EVAL_SIZE)
+    shading = fixed_shading("lambertian", cameras)
+    out = render(f, cameras, SolidBackground(), RenderConfig(EVAL_SAMPLES), shading)
+    true = truth_render(GroundTruthField.from_prompt(prompt), cameras, shading)
+
+    def strip(x):  # [B, C, H, W] -> [H, B * W, 3]
+        x = x.clamp(0, 1).expand(-1, 3, -1, -1)
+        return torch.cat(list(x.permute(0, 2, 3, 1)), dim=1)
+
+    image = torch.cat([strip(out.rgb), strip(out.opacity), strip(true.rgb)], dim=0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_png((image.numpy() * 255).round().astype(np.uint8), path)
+
+
 # --- the two loops ---------------------------------------------------------------------------
 
 
@@ -296,7 +449,32 @@ def _prepare_step(f, opt, row: Row, step: int):
             opt = optimizer(f, row)  # new parameters, fresh moments
     if isinstance(f, SDFGridField) and row.beta_end is not None:
         f.set_beta(_beta_at(row, step))
+    if row.lr_end != 1.0:
+        frac = step / max(row.steps - 1, 1)
+        scale = row.lr_end + (1 - row.lr_end) * 0.5 * (1 + math.cos(math.pi * frac))
+        opt.param_groups[0]["lr"] = row.lr_density * scale
     return opt
+
+
+def smooth_grid(grid: torch.Tensor, passes: int) -> torch.Tensor:
+    """``passes`` of a separable [1, 2, 1] / 4 filter over a [R, R, R] grid (edges
+    replicated)."""
+    x = grid[None, None]
+    kernel = torch.tensor([0.25, 0.5, 0.25], dtype=grid.dtype, device=grid.device)
+    for _ in range(passes):
+        for axis in range(3):
+            shape = [1, 1, 1, 1, 1]
+            shape[2 + axis] = 3
+            pad = [0] * 6
+            pad[2 * (2 - axis)] = pad[2 * (2 - axis) + 1] = 1
+            x = F.conv3d(F.pad(x, pad, mode="replicate"), kernel.reshape(shape))
+    return x[0, 0]
+
+
+def _precondition(f, row: Row) -> None:
+    g = _geometry(f).grad
+    if row.grad_smooth > 0 and g is not None:
+        _geometry(f).grad = smooth_grid(g, row.grad_smooth)
 
 
 def _regularised(f, row: Row, out: RenderOutput, loss):
@@ -307,16 +485,24 @@ def _regularised(f, row: Row, out: RenderOutput, loss):
     return loss
 
 
-def oracle_fit(prompt: str, row: Row, seed: int = 0) -> tuple[object, float]:
-    """Fit ``row``'s scene to the true renders; returns (field, ms per step)."""
+def oracle_fit(
+    prompt: str, row: Row, seed: int = 0, checkpoints: tuple[int, ...] = (), trace=None
+) -> tuple[object, float]:
+    """Fit ``row``'s scene to the true renders; returns (field, ms per step). ``checkpoints``
+    and ``trace`` as ``distill``'s."""
     gt = GroundTruthField.from_prompt(prompt)
     f = build_field(row)
     opt = optimizer(f, row)
     gen = torch.Generator().manual_seed(seed)
     cam_cfg = CameraConfig(width=row.size, height=row.size)
+    grads = GradientTrace()
+    marks = set(checkpoints) | {row.steps}
     elapsed = 0.0
     for step in range(row.steps):
+        res = f.resolution
         opt = _prepare_step(f, opt, row, step)
+        if f.resolution != res:
+            grads.reset(None)
         cameras = sample_cameras(cam_cfg, 2, gen)
         shading = sample_shading(ShadingConfig(), cameras, gen, step)
         target = truth_render(gt, cameras, shading).rgb
@@ -325,14 +511,101 @@ def oracle_fit(prompt: str, row: Row, seed: int = 0) -> tuple[object, float]:
         loss = _regularised(f, row, out, F.mse_loss(out.rgb, target))
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        _precondition(f, row)
+        before = _geometry(f).detach().clone() if trace is not None else None
         opt.step()
         # The truth's render is the oracle's cost, not the scene's: left out.
         elapsed += time.perf_counter() - clock_fit
+        if trace is not None:
+            grads.add(f, before)
+            if step + 1 in marks:
+                point = {"step": step + 1, **grads.summary(f, row.lr_density)}
+                point.update({k: v for k, v in score(f, prompt).items() if k != "level"})
+                trace.append(point)
+                grads.reset(None)
+                print(_trace_line(point), flush=True)
     return f, 1e3 * elapsed / row.steps
 
 
-def distill(prompt: str, row: Row, prior, estimator_spec: str, seed: int = 0):
-    """Distil ``row``'s scene from ``prior`` with one estimator; returns (field, ms/step)."""
+def _geometry(f) -> torch.Tensor:
+    return f.sdf_grid if isinstance(f, SDFGridField) else f.density_raw
+
+
+class GradientTrace:
+    """Per-node statistics of the geometry's gradient over a window of steps.
+
+    consistency: |sum_t g| / sum_t |g| per node (1: the same sign every step; ~1/sqrt(n) for
+    a random sign), averaged over the nodes weighted by sum_t |g|; near / far split the
+    nodes at two voxels from the surface (SDF) or at the export level (density); step: the
+    mean |Adam update| / lr over the window, near and far (1: every node moves a full lr
+    each step whatever its gradient's size).
+    """
+
+    def __init__(self) -> None:
+        self.reset(None)
+
+    def reset(self, f) -> None:
+        self.sum = self.abs = self.moved = None
+        self.n = 0
+
+    def add(self, f, before: torch.Tensor) -> None:
+        g = _geometry(f).grad
+        if g is None:
+            return
+        if self.sum is None or self.sum.shape != g.shape:
+            self.sum, self.abs = torch.zeros_like(g), torch.zeros_like(g)
+            self.moved = torch.zeros_like(g)
+        self.sum += g
+        self.abs += g.abs()
+        self.moved += (_geometry(f).detach() - before).abs()
+        self.n += 1
+
+    def near_mask(self, f) -> torch.Tensor:
+        if isinstance(f, SDFGridField):
+            voxel = 2 / (f.resolution - 1)
+            return f.sdf_grid.detach().abs() < 2 * voxel
+        with torch.no_grad():
+            sigma = F.softplus(f.density_raw + f.density_bias(f._node_points()))
+        return (sigma > 0.5 * DEFAULT_OCCUPANCY_THRESHOLD) & (
+            sigma < 4 * DEFAULT_OCCUPANCY_THRESHOLD
+        )
+
+    def summary(self, f, lr: float) -> dict[str, float]:
+        if self.n == 0:
+            return {}
+        near = self.near_mask(f)
+        cons = self.sum.abs() / self.abs.clamp(min=1e-30)
+        weight = self.abs
+        out = {
+            "grad_abs_mean": float(self.abs.mean() / self.n),
+            "grad_abs_near": float(self.abs[near].mean() / self.n) if near.any() else math.nan,
+            "grad_abs_far": float(self.abs[~near].mean() / self.n) if (~near).any() else math.nan,
+            "consistency": float((cons * weight).sum() / weight.sum().clamp(min=1e-30)),
+            "step_near": float(self.moved[near].mean() / self.n / lr) if near.any() else math.nan,
+            "step_far": float(self.moved[~near].mean() / self.n / lr)
+            if (~near).any()
+            else math.nan,
+        }
+        if isinstance(f, SDFGridField):
+            out["eikonal"] = float(f.eikonal_loss().detach())
+            out["beta"] = float(f.beta.detach())
+        return out
+
+
+def distill(
+    prompt: str,
+    row: Row,
+    prior,
+    estimator_spec: str,
+    seed: int = 0,
+    checkpoints: tuple[int, ...] = (),
+    trace: list | None = None,
+):
+    """Distil ``row``'s scene from ``prior`` with one estimator; returns (field, ms/step).
+
+    At each step in ``checkpoints`` (and at the end) the scene is scored and the geometry
+    gradient's statistics since the last checkpoint (``GradientTrace``) are appended to
+    ``trace``; their time is left out of ms/step."""
     estimator = build_estimator(estimator_spec)
     state = estimator.make_state()  # SSD's running coefficient, as the pipeline's loop keeps it
     schedule = Uniform()
@@ -342,9 +615,16 @@ def distill(prompt: str, row: Row, prior, estimator_spec: str, seed: int = 0):
     opt = optimizer(f, row)
     gen = torch.Generator().manual_seed(seed)
     cam_cfg = CameraConfig(width=row.size, height=row.size)
-    start = time.perf_counter()
+    grads = GradientTrace()
+    grads.reset(None)
+    marks = set(checkpoints) | {row.steps}
+    elapsed = 0.0
     for step in range(row.steps):
+        clock = time.perf_counter()
+        res = f.resolution
         opt = _prepare_step(f, opt, row, step)
+        if f.resolution != res:
+            grads.reset(f)
         cameras = sample_cameras(cam_cfg, 2, gen)
         shading = sample_shading(ShadingConfig(), cameras, gen, step)
         out = render_row(f, cameras, shading, row, gen)
@@ -360,8 +640,81 @@ def distill(prompt: str, row: Row, prior, estimator_spec: str, seed: int = 0):
         loss = _regularised(f, row, out, surrogate_loss(x0, grad))
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        _precondition(f, row)
+        before = _geometry(f).detach().clone() if trace is not None else None
         opt.step()
-    return f, 1e3 * (time.perf_counter() - start) / row.steps
+        elapsed += time.perf_counter() - clock
+        if trace is not None:
+            grads.add(f, before)
+            if step + 1 in marks:
+                point = {"step": step + 1, **grads.summary(f, row.lr_density)}
+                point.update({k: v for k, v in score(f, prompt).items() if k != "level"})
+                trace.append(point)
+                grads.reset(f)
+                print(_trace_line(point), flush=True)
+    return f, 1e3 * elapsed / row.steps
+
+
+def _trace_line(p: dict) -> str:
+    return "  ".join(
+        f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
+        for k, v in p.items()
+        if k in {"step", "iou", "silhouette_iou", "normal_consistency", "consistency"}
+        or k.startswith(("grad", "step_", "eik", "beta"))
+    )
+
+
+ALIGN_ROWS = {
+    "density 24^3 (preset)": Row("density 24^3 (preset)", **PRESET),
+    "sdf 32^3": Row("sdf 32^3"),
+    "sdf 32^3, beta 0.1": Row("sdf 32^3, beta 0.1", beta=0.1),
+    "sdf 32^3, normals detached": Row("sdf 32^3, normals detached", detach_normals=True),
+}
+
+
+def align(prompt: str, row: Row, prior, estimator_spec: str, steps: int, seed: int = 0):
+    """Does the score point where the truth does, at the initial field? Over ``steps``
+    steps' cameras (no optimisation): the cosine between the geometry's SDS gradient and
+    its photometric one (MSE to the true renders of the same cameras and shading), per
+    step and of their sums, and the fraction of nodes (where the photometric gradient is
+    above 1e-3 of its largest) on which the summed gradients agree in sign."""
+    estimator = build_estimator(estimator_spec)
+    gt = GroundTruthField.from_prompt(prompt)
+    table = prior.embed([prompt, *[view_prompt(prompt, v) for v in VIEW_LABELS], "", ""])
+    f = build_field(row)
+    gen = torch.Generator().manual_seed(seed)
+    cam_cfg = CameraConfig(width=row.size, height=row.size)
+    total_score = torch.zeros_like(_geometry(f))
+    total_truth = torch.zeros_like(total_score)
+    per_step = []
+    for step in range(steps):
+        cameras = sample_cameras(cam_cfg, 2, gen)
+        shading = sample_shading(ShadingConfig(), cameras, gen, step)
+        out = render_row(f, cameras, shading, row, gen)
+        target = truth_render(gt, cameras, shading).rgb
+        (g_truth,) = torch.autograd.grad(
+            F.mse_loss(out.rgb, target), _geometry(f), retain_graph=True
+        )
+        x0 = prior.encode(out.rgb)
+        t = Uniform().sample(step, 400, 2, gen)
+        noise = torch.randn(x0.shape, generator=gen, dtype=x0.dtype)
+        index = torch.tensor([1 + VIEW_LABELS.index(v) for v in view_labels(cameras)])
+        rows = {"cond": table[index], "uncond": table[[-2, -2]], "neg": table[[-1, -1]]}
+        preds = noise_predictions(prior, x0, t, noise, rows, estimator.branches(t))
+        (g_score,) = torch.autograd.grad(
+            surrogate_loss(x0, estimator(preds, state=None)), _geometry(f)
+        )
+        per_step.append(F.cosine_similarity(g_score.flatten(), g_truth.flatten(), dim=0).item())
+        total_score += g_score
+        total_truth += g_truth
+    active = total_truth.abs() > 1e-3 * total_truth.abs().max()
+    return {
+        "cosine_of_sums": F.cosine_similarity(
+            total_score.flatten(), total_truth.flatten(), dim=0
+        ).item(),
+        "mean_step_cosine": sum(per_step) / steps,
+        "sign_agreement": (total_score.sign() == total_truth.sign())[active].float().mean().item(),
+    }
 
 
 # --- results ---------------------------------------------------------------------------------
@@ -380,6 +733,11 @@ def _save(name: str, record: dict) -> None:
     path.write_text(json.dumps(kept + [record], indent=1, allow_nan=True) + "\n")
 
 
+def _slug(text: str) -> str:
+    """A file name for a run: letters, digits, '.', '-' and '_' only."""
+    return "".join(c if c.isalnum() or c in ".-" else "_" for c in text)
+
+
 def _fmt(x: float, digits: int = 2) -> str:
     return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
@@ -396,7 +754,7 @@ COLUMNS = [
 
 
 def _table(records: list[dict], with_estimator: bool) -> list[str]:
-    order = [*ORACLE_ROWS, *DISTILL_ROWS]
+    order = [*DISTILL_ROWS, *ORACLE_ROWS] if with_estimator else [*ORACLE_ROWS, *DISTILL_ROWS]
     prompts = PROMPTS + MORE_PROMPTS
 
     def key(r: dict):
@@ -418,6 +776,49 @@ def _table(records: list[dict], with_estimator: bool) -> list[str]:
     return lines
 
 
+TRACE_COLUMNS = [
+    ("iou", "3D IoU", 2),
+    ("silhouette_iou", "sil. IoU", 2),
+    ("normal_consistency", "normal cons.", 2),
+    ("consistency", "sign consistency", 2),
+    ("grad_abs_near", "grad near", 3),
+    ("grad_abs_far", "grad far", 3),
+    ("step_near", "Adam step near / lr", 2),
+    ("step_far", "Adam step far / lr", 2),
+    ("eikonal", "eikonal", 3),
+    ("beta", "beta", 3),
+]
+
+
+def _trace_table(records: list[dict]) -> list[str]:
+    head = ["row", "prompt", "estimator", "step"] + [c[1] for c in TRACE_COLUMNS]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    order = list(DISTILL_ROWS)
+    records = sorted(
+        (r for r in records if r.get("trace")),
+        key=lambda r: (order.index(r["row"]) if r["row"] in order else len(order), r["prompt"]),
+    )
+    for r in records:
+        for point in r["trace"]:
+            cells = [r["row"], r["prompt"], r["estimator"] or "oracle", str(point["step"])]
+            cells += [_fmt(point.get(k), d) for k, _, d in TRACE_COLUMNS]
+            lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _align_table(records: list[dict]) -> list[str]:
+    lines = [
+        "| row | prompt | estimator | steps | cosine of sums | mean step cosine | sign agreement |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    order = list(ALIGN_ROWS)
+    for r in sorted(records, key=lambda r: (r["prompt"], order.index(r["row"]))):
+        cells = [r["row"], r["prompt"], r["estimator"], str(r["steps"])]
+        cells += [_fmt(r[k]) for k in ("cosine_of_sums", "mean_step_cosine", "sign_agreement")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def write_tables() -> str:
     lines = [
         "# The 3D loop's ceiling",
@@ -429,7 +830,8 @@ def write_tables() -> str:
         "64x64; Chamfer and normal consistency of the exported mesh (64^3 marching cubes);",
         "PSNR of the orbit renders; ms/step of the scene's own render + backward + Adam on",
         "the shared 2-core machine (the oracle's truth render left out). blob IoU: the",
-        "initial field.",
+        "initial field. Orbit strips of the runs made with `--renders results/ceiling/renders`",
+        "(rows: the scene's RGB, its opacity, the truth) are in `renders/`.",
         "",
         "## Oracle: fitted to the true renders",
         "",
@@ -438,6 +840,27 @@ def write_tables() -> str:
         "## Distillation with the exact prior",
         "",
         *_table(_load("distill"), True),
+        "",
+        "## Over the steps (`--checkpoints`)",
+        "",
+        "Each run scored at its checkpoints; the gradient columns summarise the window",
+        "since the previous checkpoint (`GradientTrace`): the per-node sign consistency",
+        "|sum g| / sum |g| weighted by |g| (a random sign gives about 1/sqrt(window), 0.1",
+        "for 100 steps), the mean |gradient| on the geometry's nodes near the surface",
+        "(within 2 voxels of sdf = 0; density between 1 and 8) and far from it, and the",
+        "mean |Adam update| there as a fraction of the learning rate.",
+        "",
+        *_trace_table(_load("distill") + _load("oracle")),
+        "",
+        "## At the start: the score's gradient against the truth's (`align`)",
+        "",
+        "At the initial field, over 16 steps' cameras and no optimisation: the cosine",
+        "between the geometry's gradient under the estimator and under the photometric",
+        "loss to the true renders of the same views, per step (mean) and of the 16 steps'",
+        "sums, and the share of the nodes (photometric gradient above 1e-3 of its largest)",
+        "where the two sums agree in sign.",
+        "",
+        *_align_table(_load("align")),
         "",
     ]
     text = "\n".join(lines)
@@ -454,35 +877,75 @@ def write_tables() -> str:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("mode", choices=["oracle", "distill", "table"])
+    p.add_argument("mode", choices=["oracle", "distill", "align", "table"])
     p.add_argument("--prompts", nargs="+", default=PROMPTS)
     p.add_argument("--rows", nargs="+", default=None, help="row names (default: all)")
     p.add_argument("--steps", type=int, default=None, help="override every row's steps")
     p.add_argument("--estimators", nargs="+", default=["sds guidance_scale=7.5", "ssd tau=600"])
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--save", default=None, help="folder for each run's final field")
+    p.add_argument("--renders", default=None, help="folder for each run's final orbit strip")
+    p.add_argument(
+        "--checkpoints",
+        nargs="*",
+        type=int,
+        default=None,
+        help="steps at which to score the scene and record its gradient statistics "
+        "(stored as the record's trace; default: none)",
+    )
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     if args.mode == "table":
         print(write_tables())
         return
-    table = ORACLE_ROWS if args.mode == "oracle" else DISTILL_ROWS
+    table = {"oracle": ORACLE_ROWS, "distill": DISTILL_ROWS, "align": ALIGN_ROWS}[args.mode]
     names = args.rows or list(table)
     rows = [table[n] if args.steps is None else replace(table[n], steps=args.steps) for n in names]
     prior = None
-    if args.mode == "distill":
+    if args.mode in ("distill", "align"):
         from ssd3d.pipeline.priors import ExactPriorSpec, load_prior
 
         prior = load_prior(ExactPriorSpec(resolution=32))
+    if args.mode == "align":
+        for row in rows:
+            for prompt in args.prompts:
+                for spec in args.estimators:
+                    steps = args.steps or 16
+                    result = align(prompt, row, prior, spec, steps, args.seed)
+                    _save(
+                        "align",
+                        {
+                            "row": row.name,
+                            "prompt": prompt,
+                            "estimator": spec,
+                            "steps": steps,
+                            **result,
+                        },
+                    )
+                    print(row.name, prompt, spec, result, flush=True)
+        write_tables()
+        return
     for row in rows:
         for prompt in args.prompts:
             blob = score(build_field(row), prompt)
             specs = [None] if args.mode == "oracle" else args.estimators
             for spec in specs:
+                trace = None if args.checkpoints is None else []
+                marks = tuple(args.checkpoints or ())
                 if spec is None:
-                    f, ms = oracle_fit(prompt, row, args.seed)
+                    f, ms = oracle_fit(prompt, row, args.seed, marks, trace)
                 else:
-                    f, ms = distill(prompt, row, prior, spec, args.seed)
+                    f, ms = distill(prompt, row, prior, spec, args.seed, marks, trace)
                 final = score(f, prompt)
+                name = _slug(f"{row.name}-{prompt}-{spec or 'oracle'}")
+                if args.save is not None:
+                    from safetensors.torch import save_file
+
+                    out = Path(args.save) / f"{name}.safetensors"
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    save_file({k: v.contiguous() for k, v in f.state_dict().items()}, out)
+                if args.renders is not None:
+                    save_orbit(f, prompt, Path(args.renders) / f"{name}.png")
                 record = {
                     "row": row.name,
                     "prompt": prompt,
@@ -494,6 +957,8 @@ def main(argv: list[str] | None = None) -> None:
                     "ms_per_step": ms,
                     "beta_end": f.beta.item() if isinstance(f, SDFGridField) else None,
                 }
+                if trace is not None:
+                    record["trace"] = trace
                 _save(args.mode, record)
                 print(
                     f"{row.name:34s} {prompt:16s} {spec or 'oracle':22s} blob {blob['iou']:.2f}"

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The three-seed ToyWorld tables of docs/results/, made side by side in parallel processes:
 #   bash benchmarks/toyworld_tables.sh [OUT] [key=value ...]      (e.g. device=cuda)
-# - OUT/toy, OUT/exact-seeds: SDS (7.5, 100), CSD, NFSD, SSD, SSD tau=600 x 4 prompts x 3 seeds;
+# - OUT/toy, OUT/exact-seeds: SDS (7.5, 100), CSD, NFSD, SSD, SSD tau=600, ISM, SDI x 4 prompts
+#   x 3 seeds (ISM and SDI at their defaults on the shared timestep range; their prior calls
+#   per step are in the tables);
 # - OUT/exact-smoothed: four of them with the exact prior smoothed (exact.smoothing=0.1);
 # - OUT/vocabulary: the default `ssd3d generate` (toy prior, SSD, 600 steps) on all prompts.
 # With GPU_PRIOR=1, also OUT/gpu-prior/*: the previous shipped prior
@@ -17,7 +19,7 @@ out=${1:-results/bench}
 shift || true
 parts=${PARTS:-4}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-estimators="sds guidance_scale=7.5;sds guidance_scale=100;csd;nfsd;ssd;ssd tau=600"
+estimators="sds guidance_scale=7.5;sds guidance_scale=100;csd;nfsd;ssd;ssd tau=600;ism;sdi"
 grid=(python3 benchmarks/toyworld_bench.py --seeds 3 --parts "$parts")
 vocabulary=(python3 benchmarks/toyworld_bench.py --prior toy --estimators ssd --prompts all
   --steps 600 --parts "$parts")

@@ -29,6 +29,11 @@ def main() -> None:
     parser.add_argument("--eval", default=None, help="ssd3d toyworld eval-prior --out JSON")
     parser.add_argument("--judge", default=None, help="the judge's weights, for its own card")
     parser.add_argument(
+        "--judge-views",
+        default=None,
+        help="benchmarks/judge_views.py's results folder: the judge's recipe table",
+    )
+    parser.add_argument(
         "--device", default="cpu", help="train-prior's --device, where the weights do not say"
     )
     parser.add_argument(
@@ -87,7 +92,7 @@ def main() -> None:
     if args.grid:
         print(f"\nGuided samples (DDIM), one row per prompt:\n\n![samples]({args.grid})")
     if args.judge:
-        print_judge(args.judge)
+        print_judge(args.judge, args.judge_views)
 
 
 def changed_fields(cfg: dict) -> list[str]:
@@ -135,7 +140,23 @@ def print_eval(record: dict) -> None:
             )
 
 
-def print_judge(path: str) -> None:
+def judge_overrides(cfg: dict) -> list[str]:
+    """key=value for each judge training field that differs from today's defaults (steps
+    aside: the command passes --steps); a field the file predates takes its value then."""
+    from ssd3d.config import to_dict
+    from ssd3d.models.judge import JudgeConfig
+
+    earlier = {"view_shapes": "all"}  # the first shipped judge trained its view head on all
+    defaults = to_dict(JudgeConfig())
+    out = []
+    for key, default in defaults.items():
+        value = cfg.get(key, earlier.get(key, default))
+        if key not in ("steps", "threads") and value != default:
+            out.append(f"{key}={value}")
+    return out
+
+
+def print_judge(path: str, views_dir: str | None = None) -> None:
     with safe_open(path, framework="pt") as f:
         meta = f.metadata()
     cfg = json.loads(meta["train_config"])
@@ -146,19 +167,70 @@ def print_judge(path: str) -> None:
         "multi-face score in `ssd3d bench` and the samples above.\n"
     )
     print("| field | value |\n|---|---|")
+    init = f" --init {meta['init']}" if meta.get("init") else ""
+    overrides = "".join(f" {o}" for o in judge_overrides(cfg))
+    view_prompts = json.loads(meta.get("val_view_prompts", "null"))
+    view_scope = (
+        f"the {len(view_prompts)} prompts whose views differ" if view_prompts else "all prompts"
+    )
     rows = {
-        "command": f"`{meta.get('created_by')} DATASET --steps {meta['steps']}` "
+        "command": f"`{meta.get('created_by')} DATASET{overrides} --steps {meta['steps']}{init}` "
         f"on {meta.get('device', 'cpu')}",
         "data": f"{meta['dataset_size']} renders (albedo and lambertian shading: "
         "`ssd3d toyworld render-dataset --shading coloured`)",
         "steps, batch, learning rate": f"{meta['steps']}, {cfg['batch_size']}, {cfg['lr']}",
         "seed": meta["seed"],
         "held-out accuracy": f"prompt {float(meta['val_prompt_accuracy']):.3f}, view "
-        f"{float(meta['val_view_accuracy']):.3f} ({meta['val_size']} renders)",
+        f"{float(meta['val_view_accuracy']):.3f} ({meta['val_size']} renders; view over "
+        f"{view_scope})",
         "training wall time": f"{float(meta['wall_time_s']) / 60:.1f} min",
     }
     for key, value in rows.items():
         print(f"| {key} | {value} |")
+    if views_dir:
+        print_judge_recipes(Path(views_dir))
+
+
+def print_judge_recipes(folder: Path) -> None:
+    """One row per judge measured by benchmarks/judge_views.py."""
+    runs = {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))}
+    print(
+        "\n### How the judge's recipe was chosen\n\n`python benchmarks/judge_views.py "
+        "measure` scores each judge on its held-out renders and on the true objects of the "
+        "15 prompts whose views differ, on the benchmark's orbit "
+        "([docs/results/judge-views.md](../../../../docs/results/judge-views.md)); the "
+        "truth's multi-face score is mean / lowest over those prompts, plain accuracy "
+        "against the unturned cameras (the earlier score) and balanced accuracy at the "
+        "object's yaw (today's):\n"
+    )
+    print(
+        "| judge | recipe | held-out view accuracy: all shapes | shapes whose views differ "
+        "| held-out prompt accuracy | truth, earlier score | truth, today's score "
+        "| truth turned 180°, earlier / today's |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+
+    def stat(rows, key):
+        xs = [r[key] for r in rows]
+        return f"{sum(xs) / len(xs):.2f} / {min(xs):.2f}"
+
+    for name, run in runs.items():
+        cfg, held = run["train_config"], run["held_out"]
+        recipe = ", ".join(judge_overrides(cfg)) or "defaults"
+        recipe = f"{cfg.get('steps')} steps" + (f", {recipe}" if recipe != "defaults" else "")
+        if run.get("init"):
+            recipe += f", from {run['init']}"
+        at0 = [r for r in run["truth"] if r["yaw_deg"] == 0]
+        at180 = [r for r in run["truth"] if r["yaw_deg"] == 180]
+        held_cells = (
+            f"{held['all shapes']:.3f} | {held['distinct-view shapes']:.3f} | {held['prompt']:.3f}"
+            if held
+            else "– | – | –"
+        )
+        print(
+            f"| `{name}` | {recipe} | {held_cells} | {stat(at0, 'before')} | "
+            f"{stat(at0, 'after')} | {stat(at180, 'before')}, {stat(at180, 'after')} |"
+        )
 
 
 if __name__ == "__main__":

@@ -30,6 +30,8 @@ SECTIONS = {
     "ssd-3d": "ssd-3d.md",
     "ssd-3d-toy": "ssd-3d.md",
     "ssd-claims-3d": "ssd-3d.md",
+    "judge-views": "judge-views.md",
+    "representations": "representations.md",
 }
 
 

@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Regenerate every figure and table of docs/results/ (and the README's pictures) from the
 # commands that produce them:
-#   bash scripts/update_results.sh [sim] [generate] [bench] [tables] [smoothing] [sd] [batch]
-#                                  [screenshots] [cards]               (default: all)
+#   bash scripts/update_results.sh [sim] [generate] [bench] [tables] [representations]
+#                                  [smoothing] [sd] [batch] [screenshots] [cards] [judge]
+#                                  (default: all)
 # Each table lands between its markers in its docs/results/*.md page (scripts/results_section.py).
 # tables reads results/bench/{toy,exact-seeds,exact-smoothed,exact-ssd-oracle,toy-ssd,vocabulary} and
 # results/bench/gpu-prior/vocabulary*, made by GPU_PRIOR=1 bash benchmarks/toyworld_tables.sh;
 # sd only tabulates results/sd/sd_*.json: run benchmarks/sd_gpu.sh on a GPU first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-parts=("${@:-sim generate bench tables smoothing sd batch screenshots cards}")
+parts=("${@:-sim generate bench tables representations smoothing sd batch screenshots cards judge}")
 parts=(${parts[*]})
 section=(python scripts/results_section.py)
 bench=results/bench
@@ -46,6 +47,23 @@ for part in "${parts[@]}"; do
         --compare-name "GPU prior: 24³ throughout, no opacity sparsity (regularisers.opacity_sparsity=0)" \
         | "${section[@]}" vocabulary
       ;;
+    representations)
+      # The voxel grid's and the 3D Gaussians' estimator tables (same estimators, prompts,
+      # seeds and budget), then what a step of each costs on this machine.
+      {
+        python scripts/bench_tables.py $bench/exact-ssd-oracle $bench/exact-gaussians \
+          --names "voxels,3D Gaussians"
+        echo; echo "#### 3D Gaussians"; echo
+        python scripts/bench_tables.py $bench/exact-gaussians | sed 's/^### /##### /'
+        echo; echo "#### Milliseconds per step"; echo; echo '```'
+        python benchmarks/gaussians_step.py
+        echo
+        python benchmarks/step_time.py --prior exact --steps 20
+        echo
+        python benchmarks/step_time.py --prior exact --steps 20 representation=gaussians
+        echo '```'
+      } | "${section[@]}" representations
+      ;;
     smoothing)
       { echo '```'; python benchmarks/exact_smoothing.py; echo '```'; } | "${section[@]}" smoothing
       ;;
@@ -65,6 +83,15 @@ for part in "${parts[@]}"; do
         --hardware "one NVIDIA H200" --device cuda \
         --eval results/prior_recipes/base/eval_8000_leading.json \
         | "${section[@]}" card --file $card/MODEL_CARD.md
+      ;;
+    judge)
+      # results/judge_views/*.json: benchmarks/judge_views.py measure (docs/results/judge-views.md)
+      python benchmarks/judge_views.py table | "${section[@]}" judge-views
+      assets=src/ssd3d/models/assets
+      python scripts/model_card.py $assets/toy_prior.safetensors --grid toy_prior_samples.png \
+        --eval $assets/prior_eval.json --recipes results/prior_recipes \
+        --hardware "the 2-core development CPU (AMD EPYC, AVX2; 2 torch threads)" \
+        --judge $assets/judge.safetensors --judge-views results/judge_views > $assets/MODEL_CARD.md
       ;;
     *) echo "unknown part: $part" >&2; exit 2 ;;
   esac

@@ -163,6 +163,11 @@ def finish(run_dir: RunDir, train_seconds: float) -> dict:
         "files": {k: Path(v).name for k, v in written.items()},
         "notes": notes,
     }
+    # What the estimator cost next to how long it took: network evaluations of the batch
+    # per step over the whole run (logs written before the count have none).
+    calls = [r["prior_calls"] for r in run_dir.read_log() if "prior_calls" in r]
+    if calls:
+        summary["prior_calls_per_step"] = round(sum(calls) / len(calls), 3)
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     write_run_report(run_dir, summary)

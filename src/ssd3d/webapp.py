@@ -98,7 +98,10 @@ def distil(
                 views = orbit_sheet(run.scene, PREVIEW_VIEWS, PREVIEW_RESOLUTION)
                 cost = time.perf_counter() - now
                 next_preview = now + max(PREVIEW_SECONDS, (1 + PREVIEW_SPACING) * cost)
-                status = f"step {run.step} / {cfg.steps} · loss {record.loss:.3g} · t {record.t}"
+                status = (
+                    f"step {run.step} / {cfg.steps} · loss {record.loss:.3g} · t {record.t}"
+                    f" · {record.prior_calls:g} prior calls/step"
+                )
                 yield views, status, gr.skip(), gr.skip(), gr.skip()
         run.save(gen.run_dir)
         progress(1.0, desc="exporting mesh, video and report")

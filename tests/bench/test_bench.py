@@ -289,7 +289,8 @@ def test_estimator_items_take_labels_and_derive_them():
 
 
 class _FakeJudge:
-    """Answers known scores: every view right for the prompt, half the view labels right."""
+    """Answers known scores: every view right for the prompt, half the view labels right;
+    checks the view labels it is handed: those of the object turned by 90 degrees."""
 
     view_names = ["front", "side", "back", "overhead"]
 
@@ -298,14 +299,16 @@ class _FakeJudge:
         return 1.0
 
     def multi_face_score(self, images, labels):
-        # Orbit of 4 views from the front: front, side, back, side.
-        assert labels.tolist() == [0, 1, 2, 1]
+        # Orbit of 4 views at azimuths 0, 90, 180, -90 of a wedge whose front faces azimuth
+        # 90: its side, front, side and back.
+        assert labels.tolist() == [1, 0, 1, 2]
         return 0.5
 
 
 def test_scorer_gives_the_truth_a_perfect_score_at_its_yaw():
     """The true wedge turned by 90 degrees, as a scene: IoU 1 at yaw 90, identical renders
-    there (PSNR inf), and a finite PSNR against the unturned truth."""
+    there (PSNR inf), a finite PSNR against the unturned truth, and the judge asked for the
+    view labels of the turned object."""
     truth = GroundTruthField("wedge", "yellow", yaw_deg=90)
     scene = RadianceScene(truth, SolidBackground(), RenderConfig(GROUND_TRUTH_SAMPLES))
     # Threshold at the true surface's density: occupancy is then exactly sdf < 0.
@@ -363,3 +366,20 @@ def test_tables_script_prints_one_table_or_two_side_by_side(tmp_path, capsys):
     row_a = next(line for line in out.splitlines() if line.startswith("| a |"))
     assert row_a.count("0.700 ± 0.200") == 2 and row_a.count("no judge") == 4
     assert main([str(tmp_path / "nowhere")]) == 2
+
+
+def test_runs_scored_by_another_judge_are_not_mixed_into_a_file(tmp_path):
+    from ssd3d.bench.results import JUDGE_RULE, check_same_judge, judge_identity
+
+    now = judge_identity(None)  # the shipped judge
+    assert now["rule"] == JUDGE_RULE and len(now["weights"]) == 12
+    path = tmp_path / "results.json"
+    check_same_judge({"runs": [], "judge": {"available": True}}, now, path)  # nothing to mix
+    check_same_judge({"runs": [{}], "judge": {"available": True, **now}}, now, path)
+    check_same_judge({"runs": [{}], "judge": {"available": False}}, now, path)  # unjudged
+    first = {"runs": [{}], "judge": {"available": True, "note": ""}}  # before the rule
+    with pytest.raises(SSD3DError, match="another judge or rule.*first judge"):
+        check_same_judge(first, now, path)
+    other = {"runs": [{}], "judge": {"available": True, "weights": "0" * 12, "rule": JUDGE_RULE}}
+    with pytest.raises(SSD3DError, match="another judge"):
+        check_same_judge(other, now, path)

@@ -15,8 +15,10 @@ from ssd3d.models.judge import (
     JudgeConfig,
     JudgeNet,
     augment,
+    balanced_accuracy,
     gaussian_blur,
     train_judge,
+    view_trained,
 )
 from ssd3d.toyworld.dataset_format import ToyDataset, synthetic_dataset
 
@@ -157,3 +159,77 @@ def test_train_classifier_command(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "held-out accuracy" in result.output
     assert Judge.load(tmp_path / "judge.safetensors").metadata["steps"] == "2"
+
+
+class _ConstantViews(torch.nn.Module):
+    """A judge network that answers the same view label for every image."""
+
+    def __init__(self, view: int) -> None:
+        super().__init__()
+        self.view = view
+        self.trunk = torch.nn.Sequential(torch.nn.Conv2d(3, 1, 1))
+
+    def forward(self, images):
+        views = torch.full((images.shape[0], 4), -10.0)
+        views[:, self.view] = 10.0
+        return torch.zeros(images.shape[0], 1), views
+
+
+def test_multi_face_score_is_balanced_over_the_labels_present() -> None:
+    # The benchmark's orbit: 12 views every 30 degrees from the front, 15 degrees up.
+    from ssd3d.scene import VIEW_LABELS, orbit_cameras, view_labels
+
+    labels = torch.tensor([VIEW_LABELS.index(v) for v in view_labels(orbit_cameras(12))])
+    assert torch.bincount(labels, minlength=4).tolist() == [3, 6, 3, 0]
+    images = torch.rand(12, 3, RES, RES)
+    side = Judge(_ConstantViews(1), ["a"], list(VIEW_LABELS), RES)
+    # "side" for every view reads half the orbit right; balanced, it is one label of three.
+    assert side.view_confusion(images, labels).tolist() == [
+        [0, 3, 0, 0],
+        [0, 6, 0, 0],
+        [0, 3, 0, 0],
+        [0, 0, 0, 0],
+    ]
+    assert side.multi_face_score(images, labels) == pytest.approx(1 / 3)
+    # Known confusions: front and back swapped (a backwards object) scores 1/3; a Janus
+    # object (back read as front) 2/3; all right 1.
+    swapped = torch.tensor([[0, 0, 3, 0], [0, 6, 0, 0], [3, 0, 0, 0], [0, 0, 0, 0]])
+    janus = torch.tensor([[3, 0, 0, 0], [0, 6, 0, 0], [3, 0, 0, 0], [0, 0, 0, 0]])
+    assert balanced_accuracy(swapped) == pytest.approx(1 / 3)
+    assert balanced_accuracy(janus) == pytest.approx(2 / 3)
+    assert balanced_accuracy(torch.diag(torch.tensor([3, 6, 3, 0]))) == 1.0
+    with pytest.raises(ValueError, match="no views"):
+        balanced_accuracy(torch.zeros(4, 4, dtype=torch.long))
+
+
+def test_view_head_trains_on_the_shapes_whose_views_differ() -> None:
+    prompts = ["a red sphere", "a red cube", "a red wedge", "a blue arrow", "a green mug"]
+    assert view_trained(prompts).tolist() == [False, False, True, True, True]
+    assert view_trained(prompts, "all").all()
+    assert view_trained(["a blue square"]).tolist() == [True]  # not ToyWorld's: kept
+    with pytest.raises(SSD3DError, match="'view_shapes' must be one of distinct, all"):
+        JudgeConfig(view_shapes="some")
+
+
+def test_fine_tuning_starts_from_the_given_judge(trained: tuple[Judge, Path], tmp_path: Path):
+    judge, path = trained
+    data = synthetic_dataset(n_per_prompt=8, resolution=RES).save(tmp_path / "d.safetensors")
+    # lr that rounds to nothing: the weights are the initial judge's after one step.
+    cfg = JudgeConfig(steps=1, batch_size=8, width=8, lr=1e-12, weight_decay=0.0, threads=1)
+    result = train_judge(data, tmp_path, cfg, progress=False, init=path)
+    tuned = Judge.load(result.path)
+    assert tuned.metadata["init"] == path.name
+    for name, value in judge.net.state_dict().items():
+        if "running" not in name and "num_batches" not in name:  # BN statistics move
+            torch.testing.assert_close(tuned.net.state_dict()[name], value)
+    with pytest.raises(SSD3DError, match="does not match"):
+        train_judge(data, tmp_path, JudgeConfig(steps=1, width=4), progress=False, init=path)
+    # A frozen trunk keeps its weights and batch-norm statistics whatever the step size;
+    # the hidden layer and the heads move.
+    cfg = JudgeConfig(steps=3, batch_size=8, width=8, lr=0.1, freeze_trunk=True, threads=1)
+    frozen = Judge.load(train_judge(data, tmp_path, cfg, progress=False, init=path).path)
+    before, after = judge.net.state_dict(), frozen.net.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in before.items() if k.startswith("trunk."))
+    assert not torch.equal(after["hidden.1.weight"], before["hidden.1.weight"])
+    with pytest.raises(SSD3DError, match="needs a judge to start from"):
+        train_judge(data, tmp_path, JudgeConfig(freeze_trunk=True), progress=False)

@@ -46,3 +46,33 @@ def test_generate_with_the_stable_diffusion_prior(tiny_sd_path, hf_offline, tmp_
     assert len(log) == 3 and all(r["grad_norm"] > 0 for r in log)
     # one batched UNet call per step, holding cond + uncond + neg for the 1 view of each step
     assert calls == [3, 3, 3]
+
+
+def test_generate_with_vsd_on_stable_diffusion(tiny_sd_path, hf_offline, tmp_path, monkeypatch):
+    import pytest
+
+    pytest.importorskip("peft")
+    from diffusers import UNet2DConditionModel
+
+    from ssd3d.pipeline.run_dir import RunDir
+
+    calls = []
+    original = UNet2DConditionModel.forward
+
+    def counted(self, sample, *args, **kwargs):
+        calls.append((sample.shape[0], kwargs.get("class_labels") is not None))
+        return original(self, sample, *args, **kwargs)
+
+    monkeypatch.setattr(UNet2DConditionModel, "forward", counted)
+    args = ["generate", "a hamburger", "--prior", "stable-diffusion", "--model", tiny_sd_path]
+    result = CliRunner().invoke(
+        app,
+        [str(a) for a in args] + ["--out", str(tmp_path), "--quiet", "--estimator", "vsd"] + SMALL,
+    )
+    assert result.exit_code == 0, result.output
+    # Per step: the prior's cond + uncond in one call, then the camera-conditioned LoRA copy
+    # twice (its eps on the same x_t, then its training step), for the one view of a step.
+    assert calls == [(2, False), (1, True), (1, True)] * 3
+    state = RunDir(tmp_path / "a-hamburger").load_checkpoint().particle
+    assert any("lora_B" in k for k in state) and any(k.startswith("adamw.") for k in state)
+    assert any(k.startswith("camera.") for k in state)

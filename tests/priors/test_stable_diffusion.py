@@ -16,8 +16,8 @@ pytest.importorskip("diffusers")
 pytest.importorskip("transformers")
 
 from ssd3d.errors import SSD3DError  # noqa: E402
-from ssd3d.estimators import NFSD, surrogate_loss  # noqa: E402
-from ssd3d.guidance import distillation_gradient  # noqa: E402
+from ssd3d.estimators import ISM, NFSD, SDI, surrogate_loss  # noqa: E402
+from ssd3d.guidance import distillation_gradient, predictions  # noqa: E402
 from ssd3d.priors.base import DiffusionPrior, add_noise, make_alphas_cumprod  # noqa: E402
 from ssd3d.priors.stable_diffusion import (  # noqa: E402
     NFSD_NEGATIVE_PROMPT,
@@ -193,6 +193,29 @@ def test_nfsd_step_makes_one_batched_unet_call(prior):
     # Batching does not mix branches: the negative rows' eps equals a call of their own.
     x_t = add_noise(x0.detach(), noise, prior.alphas_cumprod[t].float())
     torch.testing.assert_close(preds.eps_neg, prior.predict_noise(x_t, t, rows["neg"]))
+
+
+def test_sdi_and_ism_invert_latents_with_the_unet(prior):
+    # SDI at t = 150 and 420 (steps of 100, both branches a step): the first view visits 100
+    # and 150, the second 100 to 400 and 420; a view whose path is done drops out of the
+    # later calls. Then cond + uncond at x_t: (4 + 4 + 2 + 2 + 2 + 4) / 2 = 9 evaluations.
+    gen = torch.Generator().manual_seed(5)
+    x0 = prior.encode(torch.rand(2, 3, 64, 64, generator=gen))
+    cond, uncond = prior.embed(["a red cat", ""])
+    rows = {"cond": cond.expand(2, -1, -1), "uncond": uncond.expand(2, -1, -1)}
+    t = torch.tensor([150, 420])
+    for est, sizes in ((SDI(), [4, 4, 2, 2, 2, 4]), (ISM(), [2, 2, 1, 4])):
+        calls, handle = count_calls(prior.unet)
+        try:
+            out = predictions(
+                prior, est.noising, x0, t, torch.zeros_like(x0), rows, est.branches(t), gen
+            )
+        finally:
+            handle.remove()
+        assert [c["x"].shape[0] for c in calls] == sizes
+        assert out.prior_calls == sum(sizes) / 2
+        grad = est(out.predictions)
+        assert grad.shape == x0.shape and torch.isfinite(grad).all()
 
 
 def test_v_prediction_checkpoints_give_eps(tiny_sd_path, tmp_path):

@@ -61,6 +61,11 @@ def test_view_label_custom_thresholds():
 def test_view_prompts_and_switch():
     cams = orbit_cameras(4, elevation_deg=10)
     assert view_labels(cams) == ["front", "side", "back", "side"]
+    # The object turned by 180 degrees shows its back to the front camera; by 90 its
+    # front faces the camera at azimuth 90.
+    assert view_labels(cams, object_yaw_deg=180) == ["back", "side", "front", "side"]
+    assert view_labels(cams, object_yaw_deg=90) == ["side", "front", "side", "back"]
+    assert view_labels(orbit_cameras(4, elevation_deg=70), object_yaw_deg=90) == ["overhead"] * 4
     assert view_prompt("a red cube", "front") == "a red cube, front view"
     assert view_prompts("a red cube", cams)[2] == "a red cube, back view"
     assert view_prompts("a red cube", cams, ViewPromptConfig(enabled=False)) == ["a red cube"] * 4

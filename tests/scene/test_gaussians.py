@@ -11,7 +11,7 @@ from ssd3d.export.splat_ply import read_splat_ply
 from ssd3d.pipeline.checkpoint import TrainingState, load_checkpoint, save_checkpoint
 from ssd3d.scene import CameraConfig, orbit_cameras, sample_cameras
 from ssd3d.scene.gaussians import GaussianConfig, GaussianScene
-from ssd3d.scene.splat import SH_C0
+from ssd3d.scene.splat import SH_C0, quaternion_to_rotation
 
 
 def small(**overrides):
@@ -274,6 +274,31 @@ def test_density_grid_equals_the_density_at_the_grid_nodes():
     expected = scene.density(nodes).reshape(21, 21, 21)
     torch.testing.assert_close(scene.density_grid(21), expected, atol=1e-5, rtol=1e-5)
     assert float(expected.max()) > 1
+
+
+def test_density_and_albedo_equal_every_gaussian_summed_at_every_point():
+    scene = GaussianScene(GaussianConfig(initial_count=200, seed=4))
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        scene.log_scales.copy_(torch.log(0.02 + 0.2 * torch.rand(200, 3, generator=g)))
+        scene.quaternions.normal_(generator=g)
+        scene.opacity_logits.normal_(generator=g)
+        scene.sh_dc.normal_(generator=g)
+    points = 1.6 * (torch.rand(3000, 3, generator=g) - 0.5)
+    # Brute force: every Gaussian at every point, within 3 sigma.
+    rotation = quaternion_to_rotation(scene.quaternions.detach())
+    r_scaled = rotation * torch.exp(-scene.log_scales.detach())[:, None, :]
+    d = points[:, None, :] - scene.means.detach()[None]
+    m2 = torch.einsum("pni,nij,pnj->pn", d, r_scaled @ r_scaled.transpose(-1, -2), d)
+    w = torch.where(m2 <= 9.0, torch.sigmoid(scene.opacity_logits.detach()) * torch.exp(-m2 / 2), 0)
+    colours = (0.5 + SH_C0 * scene.sh_dc.detach()[:, 0]).clamp(0, 1)
+    density = w.sum(1)
+    assert float((density == 0).float().mean()) > 0.1 and float(density.max()) > 1
+    torch.testing.assert_close(scene.density(points), density, atol=1e-5, rtol=1e-5)
+    albedo = torch.where(
+        density[:, None] > 0, (w @ colours) / density.clamp(min=1e-12)[:, None], 0.5
+    )
+    torch.testing.assert_close(scene.albedo(points), albedo, atol=1e-5, rtol=1e-5)
 
 
 def test_export_mesh_of_a_blob_is_closed_coloured_and_positive():

@@ -303,3 +303,76 @@ def test_gsplat_agrees_with_the_plain_renderer():
     for got, want in zip(grads[1], grads[0], strict=True):
         cos = torch.nn.functional.cosine_similarity(got.flatten(), want.flatten(), dim=0)
         assert cos > 0.99
+
+
+def _crowd(n=300, seed=5):
+    """Many Gaussians of mixed sizes and opacities, some behind the cameras or off-screen,
+    opaque enough in places for pixels to reach the transmittance stop."""
+    g = torch.Generator().manual_seed(seed)
+    means = 1.2 * (torch.rand(n, 3, generator=g) - 0.5)
+    means[:5] = torch.tensor([0.0, 0.0, 2.4]) + 0.3 * torch.randn(5, 3, generator=g)
+    log_scales = torch.log(0.02 + 0.15 * torch.rand(n, 3, generator=g))
+    quats = torch.randn(n, 4, generator=g)
+    logits = 4 * torch.randn(n, generator=g)
+    dc = torch.randn(n, 1, 3, generator=g)
+    return [t.requires_grad_() for t in (means, log_scales, quats, logits, dc)]
+
+
+@pytest.mark.parametrize("chunk", [1 << 22, 500])
+def test_sparse_compositing_equals_the_dense_path_forward_and_gradients(chunk):
+    params = _crowd()
+    cams = cameras(width=24, height=20, elevations=(20.0, 80.0), azimuths=(30.0, 0.0))
+    shading = fixed_shading("lambertian", cams)
+    outs = {
+        kind: splat(
+            *params,
+            cams,
+            SolidBackground(BG),
+            shading,
+            backend="torch",
+            compositor=kind,
+            chunk_elements=chunk,
+        )
+        for kind in ("sparse", "dense")
+    }
+    sparse, dense = outs["sparse"].render, outs["dense"].render
+    assert float(dense.opacity.detach().max()) > 1 - 1e-3  # the early stop is exercised
+    for name in ("rgb", "opacity", "depth", "normal"):
+        torch.testing.assert_close(
+            getattr(sparse, name), getattr(dense, name), atol=2e-5, rtol=1e-4, msg=name
+        )
+    weights = torch.rand(sparse.rgb.shape, generator=torch.Generator().manual_seed(1))
+    depth_w = torch.rand(sparse.depth.shape, generator=torch.Generator().manual_seed(2))
+    got, want = (
+        torch.autograd.grad(
+            (out.render.rgb * weights).sum() + (out.render.depth * depth_w).sum(),
+            [*params, out.means2d],
+        )
+        for out in (outs["sparse"], outs["dense"])
+    )
+    names = ("means", "scales", "quats", "logits", "dc", "means2d")
+    for name, a, b in zip(names, got, want, strict=True):
+        assert b.abs().max() > 0, name
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-3, msg=name)
+
+
+def test_sparse_lists_hold_exactly_the_pairs_the_dense_path_blends():
+    from ssd3d.scene.splat import _pack, _pixel_lists, covariances, project
+
+    means, log_scales, quats, logits, _ = (t.detach() for t in _crowd())
+    cams = cameras(width=24, height=20)
+    proj = project(means, covariances(log_scales, quats), cams)
+    gauss, pixel, _ = _pixel_lists(proj, _pack(proj, torch.sigmoid(logits)), 24, 20, 1 << 22)
+    # The dense path's contributing pairs: alpha >= 1/255, in front, before the stop.
+    b, n = proj.depths.shape
+    ones = torch.eye(n).expand(b, n, n)
+    from ssd3d.scene.splat import composite_gaussians
+
+    per_gaussian, _ = composite_gaussians(proj, torch.sigmoid(logits), ones, 24, 20)
+    dense_pairs = {
+        (v * 24 * 20 + p, v * n + i) for v, p, i in torch.nonzero(per_gaussian > 0).tolist()
+    }
+    sparse_pairs = set(zip(pixel.tolist(), gauss.tolist(), strict=True))
+    assert len(sparse_pairs) == len(pixel) > 1000
+    assert sparse_pairs == dense_pairs
+    assert len(pixel) < 0.2 * b * 24 * 20 * n  # a fraction of pixels x Gaussians

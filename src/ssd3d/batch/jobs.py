@@ -253,6 +253,7 @@ class GenerateJob:
             "status": "ok",
             "scene_sha256": run_dir.scene_digest(),
             "train_seconds": summary.get("train_seconds"),
+            "prior_calls_per_step": summary.get("prior_calls_per_step"),
             "wall_seconds": round(time.perf_counter() - start, 3),
             "resumed_from_step": resumed_from,
             "host": socket.gethostname(),

@@ -71,9 +71,43 @@ def prior_weights(prior: str, model: str | None) -> str | None:
         path = Path(model)
     else:
         return None
-    if not path.is_file():
-        return None  # loading the prior says what is missing
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    return file_sha(path)  # None: loading the prior says what is missing
+
+
+# How the judge's scores are computed: 2 = multi-face as balanced accuracy against the
+# labels of the object turned by its best-IoU yaw (docs/results/judge-views.md). Files
+# without it were scored by the first judge with plain accuracy against unturned labels.
+JUDGE_RULE = 2
+
+
+def file_sha(path: Path) -> str | None:
+    """sha256 (first 12 hex digits) of a file, None if there is none."""
+    path = Path(path)
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:12] if path.is_file() else None
+
+
+def judge_identity(judge_file: str | Path | None) -> dict:
+    """What scored R-precision and multi-face: the judge's weights and the scoring rule."""
+    if judge_file is None:
+        from ssd3d.models.judge import shipped_judge_path
+
+        judge_file = shipped_judge_path()
+    return {"weights": file_sha(judge_file), "rule": JUDGE_RULE}
+
+
+def check_same_judge(data: dict, identity: dict, path: Path) -> None:
+    """Refuse to add runs scored by another judge (or rule) to a file's judged runs."""
+    old = data.get("judge") or {}
+    if not data.get("runs") or not old.get("available"):
+        return
+    made_with = {"weights": old.get("weights"), "rule": old.get("rule")}
+    if made_with != identity:
+        before = made_with["weights"] or "the first judge"
+        raise SSD3DError(
+            f"{path} was scored by another judge or rule ({before}, rule "
+            f"{made_with['rule'] or 1}; now {identity['weights']}, rule {identity['rule']}): "
+            "use another --out"
+        )
 
 
 def open_results(out_dir: Path, cfg: BenchConfig) -> dict:

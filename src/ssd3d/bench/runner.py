@@ -15,9 +15,12 @@ checkpoints (the initial scene, then evenly spaced to the end) the scene is scor
   Chamfer and colour; ``psnr_yaw0`` is the same against the unturned truth (the prompts'
   view labels fix a front, so an object that comes out turned loses there);
 - ``r_precision``: the judge's top-1 prompt on those orbit views (fraction right);
-- ``multi_face``: the judge's view label against each orbit camera's true label, for the
-  shapes whose front and back differ (``MULTI_FACE_SHAPES``); not turned (a Janus object
-  shows its front from behind, which is what this counts).
+- ``multi_face``: the balanced accuracy of the judge's view labels on those orbit views
+  against the labels each camera sees on the object turned by the best yaw, for the shapes
+  whose front and back differ (``MULTI_FACE_SHAPES``). Balanced (the mean over front, side
+  and back of the fraction read right), so that a judge answering "side" for every view of
+  an object it cannot read scores 1/3, not 0.5; turned, because a Janus object shows its
+  front from behind whichever way it faces (docs/results/judge-views.md).
 
 R-precision and the multi-face score are NaN when no judge is available. A run whose
 gradient turns non-finite (``NonFiniteGradient``) is recorded with its error and the
@@ -46,7 +49,9 @@ from ssd3d.bench.oracle import TrueRenders
 from ssd3d.bench.results import (
     GALLERY_VIEWS,
     RESULTS_FILE,
+    check_same_judge,
     gallery_image,
+    judge_identity,
     new_bench_dir,
     open_results,
     prior_weights,
@@ -97,12 +102,12 @@ def _run_one(
         run.supervision = TrueRenders(cfg.prompt, cfg.background.colour)
     w, h = cfg.camera.width, cfg.camera.height
     checkpoints = [{"step": 0, **initial}]
-    train_s = eval_s = 0.0
+    train_s = eval_s = prior_calls = 0.0
     status, error = "ok", None
     try:
         while run.step < cfg.steps:
             start = time.perf_counter()
-            run.run_step()
+            prior_calls += run.run_step().prior_calls
             train_s += time.perf_counter() - start
             if run.step in checkpoint_steps:
                 start = time.perf_counter()
@@ -121,6 +126,9 @@ def _run_one(
         "train_seconds": round(train_s, 3),
         "eval_seconds": round(eval_s, 3),
         "seconds_per_step": round(train_s / max(run.step, 1), 4),
+        # Network evaluations of the step's batch, averaged over the run (guidance counts
+        # them: 2 for SDS with guidance, more for ISM's and SDI's DDIM inversion).
+        "prior_calls_per_step": round(prior_calls / max(run.step, 1), 3),
     }
 
 
@@ -297,7 +305,11 @@ def run_bench(
             raise SSD3DError("a loaded judge cannot go to Ray workers: give its file")
     if threads is not None and threads < 1:
         raise SSD3DError(f"--threads must be >= 1; got {threads}")
-    data["judge"] = {"available": judge is not None, "note": judge_note}
+    identity = {}
+    if judge is not None and judge_spec != "given":
+        identity = judge_identity(None if judge_spec == "auto" else judge_spec)
+        check_same_judge(data, identity, out_dir / RESULTS_FILE)
+    data["judge"] = {"available": judge is not None, "note": judge_note, **identity}
     data["prior_info"] = {
         "name": cfg.prior,
         "model": cfg.model or "default",

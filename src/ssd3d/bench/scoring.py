@@ -17,13 +17,14 @@ from ssd3d.bench.metrics import (
 )
 from ssd3d.errors import SSD3DError
 from ssd3d.scene import VolumeScene
+from ssd3d.toyworld.shapes import VIEW_DISTINCT_SHAPES
 from ssd3d.toyworld.truth import GroundTruthField
 from ssd3d.toyworld.vocabulary import parse_prompt
 
 # Shapes whose front and back views differ, so a view classifier can tell a Janus object
 # (shapes.py: the asymmetric shapes point along +y). The cube is not yaw-symmetric but
 # looks the same every 90 degrees, so its view labels are chance, like the sphere's.
-MULTI_FACE_SHAPES = ("wedge", "arrow", "mug")
+MULTI_FACE_SHAPES = VIEW_DISTINCT_SHAPES
 
 
 def load_judge(path: str | None = None, device: str = "cpu"):
@@ -72,11 +73,21 @@ class Scorer:
             self._truth[key] = (out.rgb.clamp(0, 1).cpu(), out.opacity.cpu(), out.depth.cpu())
         return self._truth[key]
 
+    def view_targets(self, cameras, yaw_deg: float) -> torch.Tensor:
+        """The judge's view label index [V] each camera should read on an object turned by
+        ``yaw_deg`` (the best-IoU yaw, like every other metric): a Janus object shows a
+        front from behind whichever way it faces; facing the wrong way is PSNR@0°'s job."""
+        from ssd3d.scene import view_labels
+
+        return torch.tensor(
+            [self.judge.view_names.index(v) for v in view_labels(cameras, object_yaw_deg=yaw_deg)]
+        )
+
     @torch.no_grad()
     def score(self, scene: VolumeScene, prompt: str, width: int, height: int) -> dict[str, float]:
         """Every metric of ``scene`` against ``prompt``'s true object."""
         from ssd3d.export import extract_mesh
-        from ssd3d.scene import fixed_shading, view_labels
+        from ssd3d.scene import fixed_shading
 
         c = self.cfg
         level = c.threshold if c.threshold is not None else scene.surface_level
@@ -132,8 +143,8 @@ class Scorer:
             except SSD3DError:  # a prompt the judge was not trained on
                 pass
             if shape in MULTI_FACE_SHAPES:
-                labels = [self.judge.view_names.index(v) for v in view_labels(cameras)]
-                metrics["multi_face"] = self.judge.multi_face_score(renders, torch.tensor(labels))
+                labels = self.view_targets(cameras, metrics["yaw_deg"])
+                metrics["multi_face"] = self.judge.multi_face_score(renders, labels)
         return {k: float(v) for k, v in metrics.items()}
 
 

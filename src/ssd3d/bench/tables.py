@@ -139,15 +139,12 @@ def summary_table(data: dict, title: str | None = None) -> Table:
     cfg = data["config"]
     summaries = aggregate(data)
     counts = run_counts(data)
-    runs = selected_runs(data)
-    seconds = {
-        label: Summary.of([r["train_seconds"] for r in runs if r["label"] == label])
-        for label in labels_in_order(data)
-    }
+    seconds = _train_seconds(data)
+    calls = prior_calls(data)
     judge_ok = _judge_ok(data)
     head = ["estimator"]
     head += [f"{m.title} {'↑' if m.higher_is_better else '↓'}" for m in METRICS]
-    head += ["train s/run", "runs ok"]
+    head += ["prior calls/step", "train s/run", "runs ok"]
     if title is None:
         title = (
             f"ToyWorld benchmark: {cfg['prior']} prior, {cfg['steps']} steps, "
@@ -161,7 +158,7 @@ def summary_table(data: dict, title: str | None = None) -> Table:
             Cell(NO_JUDGE) if m.judge and not judge_ok else Cell(blob[m.key].text(m.digits))
             for m in METRICS
         ]
-        + [Cell("–"), Cell("–")]
+        + [Cell("–"), Cell("–"), Cell("–")]
     ]
     for label in labels_in_order(data):
         cells = [Cell(label)]
@@ -172,11 +169,36 @@ def summary_table(data: dict, title: str | None = None) -> Table:
                 continue
             is_best = bool(s.n) and best[m.key] == f"{s.mean:.{m.digits}f}"
             cells.append(Cell(s.text(m.digits), bold=is_best))
+        cells.append(Cell(calls[label].text(1) if calls[label].n else "–"))
         cells.append(Cell(seconds[label].text(1) if seconds[label].n else "–"))
         ok, n = counts[label]
         cells.append(Cell(f"{ok}/{n}"))
         rows.append(cells)
     return Table(title, head, rows)
+
+
+def prior_calls(data: dict) -> dict[str, Summary]:
+    """label -> mean network evaluations of the batch per step over its runs (what the
+    estimator costs next to what it scores; results written before the count have none)."""
+    runs = selected_runs(data)
+    return {
+        label: Summary.of(
+            [
+                r["prior_calls_per_step"]
+                for r in runs
+                if r["label"] == label and r.get("prior_calls_per_step") is not None
+            ]
+        )
+        for label in labels_in_order(data)
+    }
+
+
+def _train_seconds(data: dict) -> dict[str, Summary]:
+    runs = selected_runs(data)
+    return {
+        label: Summary.of([r["train_seconds"] for r in runs if r["label"] == label])
+        for label in labels_in_order(data)
+    }
 
 
 def blob_summary(data: dict) -> dict[str, Summary]:
@@ -314,13 +336,28 @@ def notes(data: dict) -> list[str]:
     ]
     if _judge_ok(data):
         asym = [p for p in cfg["prompts"] if parse_prompt(p).shape in MULTI_FACE_SHAPES]
+        shapes = ", ".join(MULTI_FACE_SHAPES)
+        which = "; ".join(asym) if asym else "none in this prompt set, so –"
+        if data["judge"].get("rule") is None:  # scored before the rule was recorded
+            rule = (
+                "Multi-face (scored by the first judge, with its first rule): fraction of orbit "
+                "views whose judged view label matches the camera's on the unturned object, "
+                "where a judge answering 'side' throughout scores 0.5 "
+                "(docs/results/judge-views.md; a rerun into a new folder rescores it), over "
+                f"the shapes whose front and back differ ({shapes}): "
+            )
+        else:
+            rule = (
+                "Multi-face: balanced accuracy of the judged view labels "
+                "(front/side/back/overhead) of the orbit views against those the cameras see "
+                "on the object turned by its best-IoU yaw (the mean over the labels of the "
+                "fraction read right: any constant answer scores 1/3; "
+                f"docs/results/judge-views.md; judge {data['judge'].get('weights')}), over "
+                f"the shapes whose front and back differ ({shapes}): "
+            )
         out.append(
             "R-precision: fraction of the orbit views whose top-1 prompt under the ToyWorld "
-            "judge is the right one. Multi-face: fraction of orbit views whose judged view "
-            "label (front/side/back/overhead) matches the camera's, over the shapes whose "
-            f"front and back differ ({', '.join(MULTI_FACE_SHAPES)}): "
-            + ("; ".join(asym) if asym else "none in this prompt set, so –")
-            + "."
+            "judge is the right one. " + rule + which + "."
         )
     else:
         reason = data.get("judge", {}).get("note", "")
@@ -374,6 +411,9 @@ def side_by_side_markdown(datas: Sequence[dict], names: Sequence[str]) -> str:
     head = ["estimator"]
     for m in metrics:
         head += [f"{m.title} {'↑' if m.higher_is_better else '↓'} ({n})" for n in names]
+    # What each row cost, next to what it scored.
+    head += [f"prior calls/step ({n})" for n in names] + [f"train s/run ({n})" for n in names]
+    costs = [(prior_calls(d), _train_seconds(d)) for d in datas]
     lines = ["| " + " | ".join(head) + " |"]
     lines.append("|" + "|".join(["---"] + [":-:"] * (len(head) - 1)) + "|")
     best = {
@@ -395,6 +435,10 @@ def side_by_side_markdown(datas: Sequence[dict], names: Sequence[str]) -> str:
                     if best[(m.key, i)] == f"{x.mean:.{m.digits}f}":
                         text = f"**{text}**"
                     cells.append(text)
+        for which, digits in ((0, 1), (1, 1)):
+            for cost in costs:
+                x = cost[which].get(label)
+                cells.append(x.text(digits) if x is not None and x.n else "–")
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     for d, n in zip(datas, names, strict=True):

@@ -19,3 +19,20 @@ def register(app: typer.Typer) -> None:
             typer.echo(
                 f"{'':18s} defaults: {describe(defaults)[len(name) + 1 :]}  (needs {branches})"
             )
+            noising = defaults.noising
+            if noising.kind != "random":
+                typer.echo(f"{'':18s} x_t by DDIM inversion: {_noising_text(noising)}")
+            if cls.recommended_timesteps:
+                typer.echo(f"{'':18s} its authors' timesteps: {cls.recommended_timesteps}")
+
+
+def _noising_text(noising) -> str:
+    which = {0.0: "the empty prompt", 1.0: "the prompt"}.get(
+        noising.guidance_scale, f"guidance {noising.guidance_scale:g}"
+    )
+    text = f"steps of {noising.spacing} timesteps with {which}"
+    if noising.interval:
+        text += f", then one step from t - {noising.interval} to t"
+    if noising.eta:
+        text += f", eta {noising.eta:g}"
+    return text

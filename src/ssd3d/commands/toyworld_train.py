@@ -75,6 +75,9 @@ def add_commands(toyworld_app: typer.Typer) -> None:
         out: Path = typer.Option(DEFAULT_JUDGE_OUT, "--out", help="Output folder."),
         steps: int | None = typer.Option(None, "--steps", help="Training steps."),
         device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+        init: Path | None = typer.Option(
+            None, "--init", help="Start from this judge file (fine-tune) instead of at random."
+        ),
     ) -> None:
         """Train the judge (prompt + view classifier); writes OUT/judge.safetensors."""
         from ssd3d.config import apply_overrides
@@ -86,7 +89,7 @@ def add_commands(toyworld_app: typer.Typer) -> None:
         from ssd3d.pipeline.run import check_device
 
         check_device(device)
-        result = train_judge(dataset, out, cfg, progress=True, device=device)
+        result = train_judge(dataset, out, cfg, progress=True, device=device, init=init)
         typer.echo(
             f"judge: {result.path} (held-out accuracy: prompt {result.val_prompt_accuracy:.3f}, "
             f"view {result.val_view_accuracy:.3f}; {result.wall_time_s / 60:.1f} min)"

@@ -9,12 +9,14 @@ import dataclasses
 
 from ssd3d.config import parse_spec
 from ssd3d.estimators.base import Estimator
+from ssd3d.estimators.inversion import ISM, SDI
 from ssd3d.estimators.peers import CSD, NFSD, ModeDisengaging, ModeSeeking
 from ssd3d.estimators.sds import SDS
 from ssd3d.estimators.ssd import SSD
+from ssd3d.estimators.vsd import VSD
 
 ESTIMATORS: dict[str, type[Estimator]] = {
-    cls.name: cls for cls in (SDS, SSD, CSD, NFSD, ModeSeeking, ModeDisengaging)
+    cls.name: cls for cls in (SDS, SSD, CSD, NFSD, ISM, SDI, VSD, ModeSeeking, ModeDisengaging)
 }
 
 

@@ -13,6 +13,8 @@ WEIGHTINGS: dict[str, Callable[[Tensor], Tensor]] = {
     "uniform": lambda a: a.new_ones(a.shape),
     # threestudio "fantasia3d": w = sqrt(alpha_bar) (1 - alpha_bar).
     "fantasia3d": lambda a: a.sqrt() * (1 - a),
+    # LucidDreamer's ISM: w = sqrt((1 - alpha_bar) / alpha_bar) (= sigma_t / alpha_t).
+    "ism": lambda a: ((1 - a) / a).sqrt(),
 }
 
 

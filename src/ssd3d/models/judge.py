@@ -7,10 +7,14 @@ that never saw the prior's mistakes. Two heads on one trunk:
 - prompt head (P classes): R-precision = the fraction of an object's views whose top-1
   prompt is the right one (CLIP R-precision in DreamFusion, with a closed prompt set);
 - view head (4 classes, front / side / back / overhead): the multi-face (Janus) score =
-  the fraction of views whose predicted view label equals the camera's true one. A Janus
-  object shows a "front" from behind, so its back views are read as front views. Only
-  meaningful for shapes that are not symmetric under rotation about the up axis (a sphere
-  looks the same from every side, so its front/side/back labels are chance).
+  the balanced accuracy of the predicted view labels against the cameras' true ones (the
+  mean, over the true labels present, of the fraction of that label's views read right).
+  A Janus object shows a "front" from behind, so its back views are read as front views.
+  Balanced, because an orbit holds twice as many side views as front or back ones: a
+  judge that answers "side" for every view of an object it cannot read would otherwise
+  score 0.5. Only meaningful for shapes whose views differ (``VIEW_DISTINCT_SHAPES``: a
+  sphere looks the same from every side, so its front/side/back labels are chance), and
+  by default the view head is trained on those shapes only (``JudgeConfig.view_shapes``).
 
 Mild augmentation (shifts of a few pixels, a slight blur, pixel noise, a small gain jitter)
 so that slightly off-centre, soft or noisy generated renders are still judged by content. No flips: a
@@ -38,12 +42,16 @@ from ssd3d.toyworld.dataset_format import (
     read_safetensors,
     write_safetensors_atomic,
 )
+from ssd3d.toyworld.shapes import VIEW_DISTINCT_SHAPES
+from ssd3d.toyworld.vocabulary import parse_prompt
 
 JUDGE_FILENAME = "judge.safetensors"
 JUDGE_FORMAT = "ssd3d-toy-judge"
 JUDGE_FORMAT_VERSION = 1
 # Hidden width of the layer shared by the two heads.
 HEAD_HIDDEN = 128
+# JudgeConfig.view_shapes: which renders train the view head.
+VIEW_SHAPE_CHOICES = ("distinct", "all")
 
 
 @dataclass(frozen=True)
@@ -70,6 +78,16 @@ class JudgeConfig:
     # Largest Gaussian blur sigma in pixels (drawn uniformly per image from [0, max]):
     # generated and resized renders have softer edges than ground truth.
     blur_sigma_max: float = 0.8
+    # Which renders train the view head: "distinct", those of the shapes whose views
+    # differ (toyworld VIEW_DISTINCT_SHAPES; a prompt outside ToyWorld's vocabulary counts
+    # as distinct); "all", every render (the first shipped judge). The view labels of a
+    # sphere or a cube are chance: learning them taught the head to answer "side", the
+    # commonest label, for any view it cannot read (docs/results/judge-views.md).
+    view_shapes: str = "distinct"
+    # Keep the conv trunk as it is (weights and batch-norm statistics) and train only the
+    # shared hidden layer and the heads: fine-tuning a judge (``init``) at a third of the
+    # cost of a step, since the trunk runs forward only.
+    freeze_trunk: bool = False
     # Fraction of the renders held out to report accuracy (0 trains on all).
     val_fraction: float = 0.1
     # Seed of the split, init, batches and augmentation.
@@ -83,6 +101,11 @@ class JudgeConfig:
                 raise SSD3DError(f"judge '{name}' must be >= 1; got {getattr(self, name)}")
         if self.lr <= 0:
             raise SSD3DError(f"judge 'lr' must be > 0; got {self.lr}")
+        if self.view_shapes not in VIEW_SHAPE_CHOICES:
+            raise SSD3DError(
+                f"judge 'view_shapes' must be one of {', '.join(VIEW_SHAPE_CHOICES)}; "
+                f"got {self.view_shapes!r}"
+            )
         if not 0.0 <= self.val_fraction < 1.0:
             raise SSD3DError(f"judge 'val_fraction' must lie in [0, 1); got {self.val_fraction}")
         for name in ("shift_px", "noise_std", "gain_jitter", "blur_sigma_max", "threads"):
@@ -120,9 +143,17 @@ class JudgeNet(nn.Module):
         self.prompt_head = nn.Linear(HEAD_HIDDEN, num_prompts)
         self.view_head = nn.Linear(HEAD_HIDDEN, num_views)
 
-    def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        h = self.hidden(self.trunk(images * 2 - 1))
+    def features(self, images: Tensor) -> Tensor:
+        """The trunk's output [B, 4w, R/8, R/8] for images [B, 3, R, R] in [0, 1]."""
+        return self.trunk(images * 2 - 1)
+
+    def heads(self, features: Tensor) -> tuple[Tensor, Tensor]:
+        """(prompt logits [B, P], view logits [B, V]) from the trunk's output."""
+        h = self.hidden(features)
         return self.prompt_head(h), self.view_head(h)
+
+    def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        return self.heads(self.features(images))
 
 
 def gaussian_blur(images: Tensor, sigma: Tensor) -> Tensor:
@@ -255,14 +286,47 @@ class Judge:
         prompt_probs, _ = self.predict(images)
         return float((prompt_probs.argmax(-1) == target).float().mean())
 
-    def multi_face_score(self, images: Tensor, true_view_labels: Tensor) -> float:
-        """Fraction of views [B, 3, H, W] whose predicted view label equals the true one [B]
-        (index into ``view_names``). 1 = every view looks like what its camera sees."""
+    def view_confusion(self, images: Tensor, true_view_labels: Tensor) -> Tensor:
+        """Counts [V, V] of (true label, predicted label) over views [B, 3, H, W] with true
+        labels [B] (indices into ``view_names``): row = true, column = predicted."""
         target = torch.as_tensor(true_view_labels, dtype=torch.int64).reshape(-1)
         if target.shape[0] != images.shape[0]:
             raise ValueError(f"{images.shape[0]} images but {target.shape[0]} view labels")
         _, view_probs = self.predict(images)
-        return float((view_probs.argmax(-1) == target).float().mean())
+        v = len(self.view_names)
+        pairs = target * v + view_probs.argmax(-1)
+        return torch.bincount(pairs, minlength=v * v).reshape(v, v)
+
+    def multi_face_score(self, images: Tensor, true_view_labels: Tensor) -> float:
+        """Balanced accuracy of the judged view labels of views [B, 3, H, W] against the
+        true ones [B]: ``balanced_accuracy(view_confusion(...))``. 1 = every view looks
+        like what its camera sees; any constant answer scores 1 / (labels present)."""
+        return balanced_accuracy(self.view_confusion(images, true_view_labels))
+
+
+def balanced_accuracy(confusion: Tensor) -> float:
+    """Mean over the true labels present (rows with a count) of the fraction of their views
+    predicted right, from a confusion matrix [V, V] (row = true, column = predicted)."""
+    totals = confusion.sum(-1)
+    present = totals > 0
+    if not bool(present.any()):
+        raise ValueError("balanced accuracy of no views")
+    recall = confusion.diagonal()[present].double() / totals[present].double()
+    return float(recall.mean())
+
+
+def view_trained(prompts: Sequence[str], view_shapes: str = "distinct") -> Tensor:
+    """Which prompts' renders train the view head [P] bool (``JudgeConfig.view_shapes``)."""
+    if view_shapes == "all":
+        return torch.ones(len(prompts), dtype=torch.bool)
+
+    def distinct(prompt: str) -> bool:
+        try:
+            return parse_prompt(prompt).shape in VIEW_DISTINCT_SHAPES
+        except SSD3DError:  # not a ToyWorld prompt (a synthetic world): its views count
+            return True
+
+    return torch.tensor([distinct(p) for p in prompts], dtype=torch.bool)
 
 
 @dataclass(frozen=True)
@@ -271,21 +335,28 @@ class JudgeResult:
 
     path: Path
     val_prompt_accuracy: float  # NaN when val_fraction = 0
-    val_view_accuracy: float
+    val_view_accuracy: float  # over the held-out renders of the view-trained prompts
     losses: list[tuple[int, float]]  # (step, mean loss since the previous entry)
     wall_time_s: float
 
 
-def _accuracy(judge: Judge, dataset: ToyDataset, batch: int = 512) -> tuple[float, float]:
-    if len(dataset) == 0:
-        return float("nan"), float("nan")
-    hits_p = hits_v = 0
+def held_out_accuracy(
+    judge: Judge, dataset: ToyDataset, view_mask: Tensor | None = None, batch: int = 512
+) -> tuple[float, float]:
+    """(prompt accuracy over every render, view accuracy over the renders whose prompt is
+    in ``view_mask`` [P] bool, default all); NaN where there are none."""
+    if view_mask is None:
+        view_mask = torch.ones(len(dataset.prompts), dtype=torch.bool)
+    hits_p = hits_v = n_v = 0
     for start in range(0, len(dataset), batch):
         sl = slice(start, start + batch)
         prompt_probs, view_probs = judge.predict(dataset.images_float(sl))
         hits_p += int((prompt_probs.argmax(-1) == dataset.labels[sl]).sum())
-        hits_v += int((view_probs.argmax(-1) == dataset.view_labels[sl]).sum())
-    return hits_p / len(dataset), hits_v / len(dataset)
+        keep = view_mask[dataset.labels[sl]]
+        hits_v += int((view_probs.argmax(-1) == dataset.view_labels[sl])[keep].sum())
+        n_v += int(keep.sum())
+    nan = float("nan")
+    return (hits_p / len(dataset) if len(dataset) else nan), (hits_v / n_v if n_v else nan)
 
 
 def train_judge(
@@ -294,10 +365,15 @@ def train_judge(
     config: JudgeConfig | None = None,
     progress: bool = True,
     device: str | torch.device = "cpu",
+    init: str | Path | None = None,
 ) -> JudgeResult:
     """Train the judge on ground-truth renders; write ``out_dir/judge.safetensors``.
 
-    Cross-entropy on both heads, summed. A ``val_fraction`` of the renders (a seeded random
+    ``init``: a judge file to start from instead of a random initialisation (fine-tuning:
+    same prompts, views, resolution and width as this dataset and config).
+
+    Cross-entropy on both heads, summed; the view head's only over the renders of the
+    prompts ``cfg.view_shapes`` selects. A ``val_fraction`` of the renders (a seeded random
     split) is held out and the accuracies on it are stored in the file's metadata.
     """
     cfg = config or JudgeConfig()
@@ -312,8 +388,31 @@ def train_judge(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         net = JudgeNet(len(dataset.prompts), len(dataset.view_names), dataset.resolution, cfg.width)
+    if init is not None:
+        initial = Judge.load(init)
+        mine = (dataset.prompts, dataset.view_names, dataset.resolution, cfg.width)
+        theirs = (
+            initial.prompts,
+            initial.view_names,
+            initial.resolution,
+            initial.net.trunk[0].out_channels,
+        )
+        if theirs != mine:
+            raise SSD3DError(
+                f"judge {init} (prompts, views, resolution, width) does not match this "
+                "dataset and config; fine-tune on the dataset it was trained on"
+            )
+        net.load_state_dict(initial.net.state_dict())
+    elif cfg.freeze_trunk:
+        raise SSD3DError("judge 'freeze_trunk' needs a judge to start from (init)")
     net.to(device).train()
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.freeze_trunk:
+        net.trunk.requires_grad_(False).eval()
+    view_mask = view_trained(dataset.prompts, cfg.view_shapes)
+    if not bool(view_mask.any()):
+        raise SSD3DError(f"no prompt of {dataset_path} has views the judge can learn")
+    trained = [p for p in net.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trained, lr=cfg.lr, weight_decay=cfg.weight_decay)
     # Cosine decay to zero: the last steps settle instead of bouncing at full step size.
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.steps)
 
@@ -330,9 +429,22 @@ def train_judge(
         ):
             idx = torch.randint(len(train), (cfg.batch_size,), generator=generator)
             images = augment(train.images_float(idx), cfg, generator).to(device)
-            prompt_logits, view_logits = net(images)
-            loss = F.cross_entropy(prompt_logits, train.labels[idx].to(device)) + F.cross_entropy(
-                view_logits, train.view_labels[idx].to(device)
+            if cfg.freeze_trunk:
+                with torch.no_grad():
+                    features = net.features(images)
+                prompt_logits, view_logits = net.heads(features)
+            else:
+                prompt_logits, view_logits = net(images)
+            labels = train.labels[idx]
+            # Per-render view losses, summed over the view-trained ones and divided by the
+            # batch (not by their count): every render weighs the same whatever the draw.
+            view_losses = F.cross_entropy(
+                view_logits, train.view_labels[idx].to(device), reduction="none"
+            )
+            keep = view_mask[labels].to(view_losses)
+            loss = (
+                F.cross_entropy(prompt_logits, labels.to(device))
+                + (view_losses * keep).sum() / cfg.batch_size
             )
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -347,7 +459,7 @@ def train_judge(
     wall = time.perf_counter() - start_time
 
     judge = Judge(net, dataset.prompts, dataset.view_names, dataset.resolution, device=device)
-    val_prompt, val_view = _accuracy(judge, val)
+    val_prompt, val_view = held_out_accuracy(judge, val, view_mask)
     path = judge.save(
         Path(out_dir) / JUDGE_FILENAME,
         extra={
@@ -357,9 +469,13 @@ def train_judge(
             "wall_time_s": f"{wall:.1f}",
             "val_prompt_accuracy": f"{val_prompt:.4f}",
             "val_view_accuracy": f"{val_view:.4f}",
+            "val_view_prompts": json.dumps(
+                [p for p, m in zip(dataset.prompts, view_mask.tolist(), strict=True) if m]
+            ),
             "val_size": str(len(val)),
             "dataset_size": str(len(dataset)),
             "created_by": "ssd3d toyworld train-classifier",
+            **({"init": Path(init).name} if init is not None else {}),
             "device": str(device),
         },
     )

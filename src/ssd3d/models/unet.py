@@ -280,13 +280,19 @@ class ToyUNet(nn.Module):
         """Token ids [B, L] -> embeddings [B, L, E]."""
         return self.token_norm(self.token_embedding(tokens) + self.position_embedding)
 
-    def forward(self, x: Tensor, t: Tensor, tokens: Tensor) -> Tensor:
+    def forward(
+        self, x: Tensor, t: Tensor, tokens: Tensor, class_emb: Tensor | None = None
+    ) -> Tensor:
+        """``class_emb`` [B, 4 * base_channels], optional, is added to the timestep
+        embedding (diffusers' class embedding): VSD's LoRA copy feeds it the camera."""
         levels = len(self.cfg.channel_mult)
         if x.shape[-1] % 2 ** (levels - 1) or x.shape[-2] % 2 ** (levels - 1):
             raise ValueError(f"image size {tuple(x.shape[-2:])} not divisible by 2^{levels - 1}")
         ctx = self.embed_tokens(tokens)
         emb = self.time_mlp(timestep_embedding(t, TIME_FEATURES))
         emb = emb + self.pooled_proj(ctx.mean(dim=1))
+        if class_emb is not None:
+            emb = emb + class_emb
         h = self.conv_in(x)
         skips = []
         for level, down in zip(self.down, self.downsample, strict=True):

@@ -31,6 +31,8 @@ STATE_FILE = "state.json"
 RNG_KEY = "rng_state"
 # The estimator's companion state (a running coefficient's sums) in the optimizer file.
 ESTIMATOR_PREFIX = "estimator."
+# VSD's particle score (its adapters' weights and their AdamW moments) in the same file.
+PARTICLE_PREFIX = "particle."
 
 
 @dataclass
@@ -43,6 +45,8 @@ class TrainingState:
     rng_state: torch.Tensor  # torch.Generator.get_state()
     # The estimator's companion (``Estimator.make_state()``) as tensors; {} when stateless.
     estimator: dict[str, torch.Tensor] = field(default_factory=dict)
+    # VSD's particle score (``pipeline.variational``) as tensors; {} for other estimators.
+    particle: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 def _optimizer_tensors(state_dict: dict) -> tuple[dict[str, torch.Tensor], dict]:
@@ -91,6 +95,8 @@ def save_checkpoint(folder: Path, state: TrainingState) -> None:
         tensors[RNG_KEY] = state.rng_state.cpu().contiguous()
         for key, value in state.estimator.items():
             tensors[ESTIMATOR_PREFIX + key] = value.detach().cpu().contiguous()
+        for key, value in state.particle.items():
+            tensors[PARTICLE_PREFIX + key] = value.detach().cpu().contiguous()
         atomic.write_synced(tmp / OPTIMIZER_FILE, save(tensors))
         info = {"format_version": FORMAT_VERSION, "step": state.step, "optimizer": meta}
         # Last: a .tmp with a state.json holds both tensor files whole (synced before it).
@@ -125,6 +131,11 @@ def _read(folder: Path) -> TrainingState:
                 k[len(ESTIMATOR_PREFIX) :]: v
                 for k, v in tensors.items()
                 if k.startswith(ESTIMATOR_PREFIX)
+            },
+            particle={
+                k[len(PARTICLE_PREFIX) :]: v
+                for k, v in tensors.items()
+                if k.startswith(PARTICLE_PREFIX)
             },
         )
     except SSD3DError:

@@ -25,6 +25,7 @@ from ssd3d.pipeline.priors import (
     ToyPriorSpec,
 )
 from ssd3d.priors.stable_diffusion import StableDiffusionConfig
+from ssd3d.priors.variational import ParticleScoreConfig
 from ssd3d.scene import (
     REPRESENTATIONS,
     CameraConfig,
@@ -214,6 +215,8 @@ class GenerateConfig:
     regularisers: RegulariserConfig = field(default_factory=RegulariserConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     exact: ExactPriorSettings = field(default_factory=ExactPriorSettings)
+    # VSD only: the particles' own score (LoRA copy of the prior, or a fitted Gaussian).
+    particle_score: ParticleScoreConfig = field(default_factory=ParticleScoreConfig)
 
     def __post_init__(self) -> None:
         if self.prior not in PRIORS:
@@ -280,6 +283,7 @@ __all__ = [
     "GenerateConfig",
     "GrowthConfig",
     "OptimConfig",
+    "ParticleScoreConfig",
     "RegulariserConfig",
     "TimestepConfig",
     "apply_overrides",

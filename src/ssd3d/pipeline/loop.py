@@ -19,10 +19,11 @@ from torch import Tensor
 from ssd3d.errors import SSD3DError
 from ssd3d.estimators import Estimator, build_estimator, surrogate_loss
 from ssd3d.estimators.base import Branch
-from ssd3d.guidance import noise_predictions
+from ssd3d.guidance import predictions
 from ssd3d.pipeline.checkpoint import TrainingState
 from ssd3d.pipeline.config import GenerateConfig
 from ssd3d.pipeline.run_dir import RunDir
+from ssd3d.pipeline.variational import VariationalScore
 from ssd3d.priors.base import DiffusionPrior
 from ssd3d.scene import (
     VIEW_LABELS,
@@ -99,6 +100,9 @@ class StepRecord:
     grad_norm: float
     regularisers: dict[str, float]
     timings_ms: dict[str, float]
+    # Network evaluations of the batch this step (rows evaluated / B: SDS with guidance 2,
+    # ISM and SDI more for their DDIM inversion; 0 under supervision).
+    prior_calls: float = 0.0
 
 
 class Distillation:
@@ -115,6 +119,9 @@ class Distillation:
         self.schedule = cfg.timesteps.build()
         self.scene: Scene = build_scene(cfg).to(self.device)
         self.conditioning = Conditioning.embed(prior, cfg, self.scene)
+        # VSD's score of the scene's own renders, fitted beside the scene and checkpointed
+        # with it; None for the other estimators.
+        self.particle = VariationalScore.build(cfg, prior, self.estimator, self.conditioning.table)
         self.optimizer = build_optimizer(cfg, self.scene)
         # The regularisers that are on and mean something for this representation.
         self.regularisers = {
@@ -137,6 +144,7 @@ class Distillation:
             self.optimizer.state_dict(),
             self.generator.get_state(),
             {} if self.estimator_state is None else self.estimator_state.state_dict(),
+            {} if self.particle is None else self.particle.state_dict(),
         )
 
     def save(self, run_dir: RunDir) -> None:
@@ -149,6 +157,8 @@ class Distillation:
             # A restructured scene (grown grid, densified Gaussians) has new parameters.
             self.optimizer = build_optimizer(self.cfg, self.scene)
             self.optimizer.load_state_dict(state.optimizer)
+            if self.particle is not None and state.particle:
+                self.particle.load_state_dict(state.particle)
         except (RuntimeError, ValueError, KeyError) as e:
             raise SSD3DError(
                 f"checkpoint in {run_dir.path} does not match its config: {e}"
@@ -190,18 +200,29 @@ class Distillation:
         t = t_host.to(self.device)
         noise = torch.randn(x0.shape, generator=gen, dtype=x0.dtype).to(self.device)
         rows = self.conditioning.rows(labels)
-        preds = noise_predictions(self.prior, x0, t, noise, rows, branches)
+        # x_t as the estimator's noising step says (random noise, or DDIM inversion of x0).
+        predicted = predictions(
+            self.prior, self.estimator.noising, x0, t, noise, rows, branches, gen
+        )
+        preds = predicted.predictions
+        if self.particle is not None:
+            preds = self.particle.attach(preds, cameras)
         lap("prior")
         grad = self.estimator(preds, state=self.estimator_state)
         if self.estimator_state is not None:
             self.estimator_state.update(preds)  # after the gradient: it uses earlier steps only
         lap("estimator")
+        if self.particle is not None:
+            self.particle.train(x0, cameras, gen)  # on this step's renders, after the gradient
+            lap("particle")
         if not torch.isfinite(grad).all():
             raise NonFiniteGradient(
                 f"non-finite score-distillation gradient at step {self.step} "
                 f"(t = {t_host.tolist()}); lower the learning rates or the guidance scale"
             )
-        return self._descend(out, x0, grad, t_host.tolist(), timings, lap)
+        record = self._descend(out, x0, grad, t_host.tolist(), timings, lap)
+        record.prior_calls = predicted.prior_calls
+        return record
 
     def _descend(self, out, x0: Tensor, grad: Tensor, t: list[int], timings, lap) -> StepRecord:
         """Surrogate loss on x0 (+ regularisers on the render), backward, Adam; the record."""

@@ -20,6 +20,7 @@ from ssd3d.pipeline.run_dir import (
     TRAINING_PLOT,
     RunDir,
 )
+from ssd3d.pipeline.variational import describe_particle_score
 from ssd3d.report.page import (
     Cell,
     Table,
@@ -114,7 +115,13 @@ def _facts(cfg: GenerateConfig, log: list[dict], summary: dict) -> list[tuple[st
             f"{cfg.timesteps.schedule}, t in [{cfg.timesteps.t_min}, {cfg.timesteps.t_max}]",
         ),
     ]
+    particle = describe_particle_score(cfg)
+    if particle is not None:
+        facts.insert(3, ("particle score", particle))
     facts.append(("scene", describe_scene(cfg)))
+    calls = [r["prior_calls"] for r in log if "prior_calls" in r]  # older logs have none
+    if calls:
+        facts.append(("prior calls per step", f"{math.fsum(calls) / len(calls):.2f} (mean)"))
     facts.append(("device", cfg.device))
     if "train_seconds" in summary:
         facts.append(("training time", f"{summary['train_seconds']:.1f} s"))

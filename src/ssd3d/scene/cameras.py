@@ -338,10 +338,17 @@ def view_label(
     return "side"
 
 
-def view_labels(cameras: Cameras, config: ViewPromptConfig = ViewPromptConfig()) -> list[str]:
-    """One label per camera. [B] strings"""
+def view_labels(
+    cameras: Cameras, config: ViewPromptConfig = ViewPromptConfig(), object_yaw_deg: float = 0.0
+) -> list[str]:
+    """One label per camera. [B] strings
+
+    ``object_yaw_deg``: the object is turned by this yaw (counter-clockwise seen from above,
+    as ``toyworld.shapes.rotate_yaw``), so its front faces azimuth ``object_yaw_deg`` and a
+    camera at azimuth a sees the side at a - yaw of the object's own frame.
+    """
     return [
-        view_label(float(e), float(a), config)
+        view_label(float(e), float(a) - object_yaw_deg, config)
         for e, a in zip(cameras.elevation_deg.tolist(), cameras.azimuth_deg.tolist(), strict=True)
     ]
 

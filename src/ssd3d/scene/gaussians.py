@@ -49,6 +49,8 @@ SPLIT_SCALE_DIVISOR = 1.6
 RESET_OPACITY = 0.01
 # Gaussians are evaluated out to this Mahalanobis distance (3 sigma) for meshes and colours.
 CUTOFF_SIGMA = 3.0
+# Cells per axis of the binning that culls Gaussians in ``density`` and ``albedo``.
+BLEND_CELLS = 8
 
 
 @dataclass(frozen=True)
@@ -77,13 +79,17 @@ class GaussianConfig:
     sh_degree: int = 0
     # Seeds the initial points and every split's child positions (per step: resume-safe).
     seed: int = 0
-    # Adam learning rates per group (DreamGaussian's position_lr_init, scaling_lr,
-    # rotation_lr, opacity_lr, feature_lr). Higher SH bands get colour / 20, as in 3DGS.
+    # Adam learning rates per group: DreamGaussian's position_lr_init, scaling_lr,
+    # rotation_lr and opacity_lr. Colour is 5x its feature_lr (0.01): the SH DC coefficient
+    # moves the colour by SH_C0 = 0.28 per unit, so 0.01 is 0.003 of colour per step, and a
+    # red from the initial grey takes ~180 steps of a 200-step benchmark; 0.05 is the voxel
+    # grid's albedo step (lr 0.05 on a logit, 0.25 per unit at grey) and halves the oracle's
+    # colour error (docs/gaussians.md). Higher SH bands get colour / 20, as in 3DGS.
     lr_position: float = 1e-3
     lr_scale: float = 5e-3
     lr_rotation: float = 5e-3
     lr_opacity: float = 5e-2
-    lr_colour: float = 1e-2
+    lr_colour: float = 5e-2
     # The background is seen by every pixel; the voxel scene's rate (DEFAULT_LR_BACKGROUND).
     lr_background: float = 1e-2
     # Densify at steps densify_start, +every, ... while <= densify_stop (DreamGaussian:
@@ -108,9 +114,10 @@ class GaussianConfig:
     # Cap opacities at 0.01 every this many steps while densifying (DreamGaussian 700); 0 off.
     opacity_reset_every: int = 700
     # Densification stops adding Gaussians at this count (bounds memory and the CPU render:
-    # the plain renderer's cost grows linearly with it).
+    # the plain renderer's cost grows with the pixels each Gaussian covers).
     max_count: int = 4096
-    # Alphas held at once by the plain renderer (see ssd3d.scene.splat).
+    # Candidate (pixel, Gaussian) pairs the plain renderer enumerates at once (see
+    # ssd3d.scene.splat).
     chunk_elements: int = DEFAULT_CHUNK_ELEMENTS
     # "auto" (gsplat on CUDA when installed), "torch", "gsplat".
     backend: str = "auto"
@@ -473,19 +480,56 @@ class GaussianScene(nn.Module):
         return torch.where(density[:, None] > 0, rgb / density.clamp(min=1e-12)[:, None], 0.5)
 
     def _blend(self, points: Tensor, colours: Tensor | None, chunk: int) -> tuple[Tensor, Tensor]:
+        """Opacity-weighted sums over the Gaussians whose 3-sigma ellipsoid reaches each point.
+
+        Points are binned into a coarse grid of cells over their bounding box and each cell
+        only meets the Gaussians whose 3-sigma box overlaps it: a benchmark's 64^3 scoring grid
+        against a few thousand Gaussians is then a few percent of points x Gaussians."""
         means = self.means.detach().to(points)
-        precision = self._precisions().to(points)
+        # m^2 = |d^T R S^-1|^2, the precision R S^-2 R^T's quadratic form without forming it.
+        rotation = quaternion_to_rotation(self.quaternions.detach()).to(points)
+        whiten = rotation * torch.exp(-self.log_scales.detach()).to(points)[:, None, :]
         opacity = self.opacities().detach().to(points)
-        out_d, out_c = [], []
-        for start in range(0, points.shape[0], chunk):
-            d = points[start : start + chunk, None, :] - means[None]  # [P, N, 3]
-            m2 = torch.einsum("pni,nij,pnj->pn", d, precision, d)
-            w = torch.where(m2 <= CUTOFF_SIGMA**2, opacity * torch.exp(-0.5 * m2), 0.0)
-            out_d.append(w.sum(dim=1))
-            if colours is not None:
-                out_c.append(w @ colours.to(points))
-        rgb = torch.cat(out_c) if colours is not None else points.new_zeros(0)
-        return torch.cat(out_d), rgb
+        rgb_all = colours.to(points) if colours is not None else None
+        # The 3-sigma ellipsoid's half-extent along each axis: 3 sqrt(Sigma_kk).
+        rs = rotation * torch.exp(self.log_scales.detach()).to(points)[:, None, :]
+        half = CUTOFF_SIGMA * rs.square().sum(-1).sqrt()  # [N, 3]
+        out_d = points.new_zeros(points.shape[0])
+        out_c = points.new_zeros(points.shape[0], 3)
+        if points.shape[0] == 0:
+            return out_d, out_c if colours is not None else points.new_zeros(0)
+        lo, hi = points.min(dim=0).values, points.max(dim=0).values
+        size = ((hi - lo) / BLEND_CELLS).clamp(min=1e-6)
+        cell = ((points - lo) / size).long().clamp(0, BLEND_CELLS - 1)
+        key = (cell[:, 0] * BLEND_CELLS + cell[:, 1]) * BLEND_CELLS + cell[:, 2]
+        order = torch.argsort(key, stable=True)
+        keys, counts = torch.unique_consecutive(key[order], return_counts=True)
+        # Which Gaussians' 3-sigma boxes overlap each occupied cell's box. [cells, N]
+        c = torch.stack(
+            [keys // BLEND_CELLS**2, (keys // BLEND_CELLS) % BLEND_CELLS, keys % BLEND_CELLS], -1
+        )
+        cell_lo = lo + c * size
+        cell_hi = torch.where(c == BLEND_CELLS - 1, hi, cell_lo + size)
+        nearest = torch.minimum(torch.maximum(means[None], cell_lo[:, None]), cell_hi[:, None])
+        overlap = ((means[None] - nearest).abs() <= half[None]).all(dim=-1)
+        starts = (torch.cumsum(counts, 0) - counts).tolist()
+        for i, count in enumerate(counts.tolist()):
+            near = torch.nonzero(overlap[i])[:, 0]
+            if len(near) == 0:
+                continue
+            ids = order[starts[i] : starts[i] + count]
+            m, w_near, o_near = means[near], whiten[near], opacity[near]
+            # As many points at once as chunk points against every Gaussian would hold.
+            per = max(chunk, chunk * len(means) // len(near))
+            for first in range(0, count, per):
+                sel = ids[first : first + per]
+                d = points[sel, None, :] - m[None]  # [P, n, 3]
+                m2 = (d[..., :, None] * w_near).sum(dim=-2).square().sum(dim=-1)
+                w = torch.where(m2 <= CUTOFF_SIGMA**2, o_near * torch.exp(-0.5 * m2), 0.0)
+                out_d[sel] = w.sum(dim=1)
+                if rgb_all is not None:
+                    out_c[sel] = w @ rgb_all[near]
+        return out_d, out_c if colours is not None else points.new_zeros(0)
 
     @torch.no_grad()
     def density_grid(self, resolution: int, bound: float = SCENE_BOUND) -> Tensor:

@@ -17,11 +17,14 @@ unit direction from the camera to the mean). Per view:
 Pixel centres and directions are those of ``ssd3d.scene.rays``: pixel (row i, column j) sits at
 image coordinates (j + 0.5, i + 0.5), the principal point at (W / 2, H / 2).
 
-The plain path evaluates every Gaussian at every pixel (no tiles). At 32x32 with a few thousand
-Gaussians that is a few million alpha values per view, which dense tensor ops on a CPU handle in
-tens of milliseconds, while tiling would need per-tile lists of varying length (Python loops or
-ragged gathers, slower than the waste it saves at this size). Pixels are processed in chunks
-so that a 128x128 video frame never holds more than ``chunk_elements`` alphas at once.
+The plain path composites each pixel over its own list of Gaussians (gsplat's tiles, one pixel
+wide): every Gaussian's box of pixels where its alpha can reach 1/255 (its opacity-aware
+ellipse, as gsplat bounds it) is enumerated, the (pixel, Gaussian) pairs that pass are sorted by
+pixel and depth, and the transmittance is one cumulative sum over all pairs, restarted per pixel.
+At 32x32 that is a few tens of thousands of pairs per view instead of pixels x Gaussians (about
+a million): the dense path (``compositor="dense"``, every Gaussian at every pixel) is kept as the
+reference it is tested and timed against. Candidate pairs (and the dense path's pixels) are
+processed in chunks of at most ``chunk_elements``.
 
 With CUDA and ``gsplat`` installed, ``backend="auto"`` rasterises with ``gsplat.rasterization``
 instead; shading, SH colours and the background stay in this module for both paths.
@@ -281,6 +284,160 @@ def composite_gaussians(
     return torch.cat(blended, dim=1), torch.cat(coverage, dim=1)
 
 
+def _segment_cumsum(values: Tensor, starts: Tensor) -> Tensor:
+    """Inclusive cumulative sum within runs of a flat array (``starts`` [M]: the index of each
+    element's run's first element), in float64 so that one cumulative sum over every run
+    loses nothing to the subtraction of the run's base."""
+    values = values.double()
+    total = torch.cumsum(values, dim=0)
+    return total - (total - values).index_select(0, starts)
+
+
+def _run_starts(pixel: Tensor, pixels: int) -> Tensor:
+    """For sorted pixel indices [M] in [0, pixels), the index of each one's first occurrence."""
+    first = torch.cumsum(torch.bincount(pixel, minlength=pixels), dim=0)
+    first = torch.cat([first.new_zeros(1), first[:-1]])
+    return first.index_select(0, pixel)
+
+
+def _alpha(packed: Tensor, px: Tensor, py: Tensor) -> Tensor:
+    """3DGS's alpha of Gaussians packed [M, 6] (u, v, conic a, b, c, opacity) at pixel
+    centres px, py [M]."""
+    u, v, a, b, c, opacity = packed.unbind(-1)
+    dx = px - u
+    dy = py - v
+    power = -0.5 * (a * dx * dx + c * dy * dy) - b * dx * dy
+    return (opacity * torch.exp(power)).clamp(max=ALPHA_MAX)
+
+
+def _pack(proj: Projection, opacities: Tensor) -> Tensor:
+    """Per-view Gaussians as rows (u, v, conic a, b, c, opacity), flattened. [B * N, 6]"""
+    b, n = proj.depths.shape
+    packed = torch.cat([proj.means2d, proj.conics, opacities.expand(b, n)[..., None]], dim=-1)
+    return packed.reshape(b * n, 6)
+
+
+@torch.no_grad()
+def _pixel_lists(
+    proj: Projection, packed: Tensor, width: int, height: int, chunk_elements: int
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Every (view, pixel, Gaussian) whose alpha reaches ALPHA_MIN before the pixel's
+    transmittance stop, grouped by pixel and front to back within each.
+
+    Returns (gaussian [M] row of ``packed``, pixel [M] index into the flattened
+    [B * H * W], starts [M] as ``_segment_cumsum`` takes them).
+    """
+    b, n = proj.depths.shape
+    dev = packed.device
+    order = torch.argsort(proj.depths, dim=1, stable=True)
+    flat = (order + torch.arange(b, device=dev)[:, None] * n).reshape(-1)  # depth order
+    rows = packed.detach().index_select(0, flat)
+    alive = proj.in_front.reshape(-1).index_select(0, flat)
+    u, v, ca, cb, cc, opacity = rows.unbind(-1)
+    # alpha >= ALPHA_MIN needs o exp(-m^2 / 2) >= 1/255, m^2 <= 2 ln(255 o): inside an ellipse
+    # whose half-extents along the image axes are sqrt(2 ln(255 o) Sigma'_xx) and likewise y
+    # (Sigma' = conic^-1). A 1e-3 px margin absorbs rounding; the exact test follows.
+    level = 2 * torch.log((opacity / ALPHA_MIN).clamp(min=1.0))
+    det = ca * cc - cb * cb
+    ok = alive & (level > 0) & (det > 0) & torch.isfinite(u) & torch.isfinite(v)
+    det = torch.where(ok, det, 1.0)
+    half_u = torch.sqrt((level * cc / det).clamp(min=0)) + 1e-3
+    half_v = torch.sqrt((level * ca / det).clamp(min=0)) + 1e-3
+    u = torch.where(ok, u, -1.0)
+    v = torch.where(ok, v, -1.0)
+    # Pixel j's centre is at j + 0.5: columns with |j + 0.5 - u| <= half_u.
+    x0 = torch.ceil((u - half_u - 0.5).clamp(-1, width)).long().clamp(min=0)
+    x1 = torch.floor((u + half_u - 0.5).clamp(-1, width)).long().clamp(max=width - 1)
+    y0 = torch.ceil((v - half_v - 0.5).clamp(-1, height)).long().clamp(min=0)
+    y1 = torch.floor((v + half_v - 0.5).clamp(-1, height)).long().clamp(max=height - 1)
+    nx = (x1 - x0 + 1).clamp(min=0)
+    counts = torch.where(ok, nx * (y1 - y0 + 1).clamp(min=0), 0)
+    # Row-major pixel of each box's first pixel, plus each view's offset in the flat images.
+    base = (flat // n) * (height * width) + y0 * width + x0
+    nx = nx.clamp(min=1)
+
+    # Enumerate each Gaussian's box, at most about chunk_elements candidate pairs at a time.
+    ends = torch.cumsum(counts, dim=0)
+    keys, alphas = [], []
+    first, total = 0, int(ends[-1]) if len(ends) else 0
+    while first < len(counts) and total > 0:
+        before = int(ends[first - 1]) if first > 0 else 0
+        if before >= total:
+            break
+        last = int(torch.searchsorted(ends, before + chunk_elements, right=True))
+        last = min(max(last, first + 1), len(counts))
+        c = counts[first:last]
+        g = torch.repeat_interleave(torch.arange(first, last, device=dev), c)
+        local = torch.arange(len(g), device=dev) - (
+            ends[first:last] - c - before
+        ).repeat_interleave(c)
+        row = torch.div(local, nx.index_select(0, g), rounding_mode="floor")
+        col = local - row * nx.index_select(0, g)
+        pixel = base.index_select(0, g) + row * width + col
+        px = (x0.index_select(0, g) + col).to(rows.dtype) + 0.5
+        py = (y0.index_select(0, g) + row).to(rows.dtype) + 0.5
+        alpha = _alpha(rows.index_select(0, g), px, py)
+        keep = torch.nonzero(alpha >= ALPHA_MIN)[:, 0]
+        # Sort key: pixel, then depth rank (g's rank within its view, which base already
+        # separates), so one sort groups pixels front to back.
+        keys.append((pixel * n + g % n).index_select(0, keep))
+        alphas.append(alpha.index_select(0, keep))
+        first = last
+    if not keys:
+        empty = torch.zeros(0, dtype=torch.long, device=dev)
+        return empty, empty, empty
+    key, perm = torch.sort(torch.cat(keys))
+    alpha = torch.cat(alphas).index_select(0, perm)
+    pixel = torch.div(key, n, rounding_mode="floor")
+    gauss = flat.index_select(
+        0, key - pixel * n + torch.div(pixel, height * width, rounding_mode="floor") * n
+    )
+    starts = _run_starts(pixel, b * height * width)
+    # 3DGS stops a pixel at the first Gaussian that would take T below 1e-4; T only
+    # decreases, so that one and every later one in the pixel are dropped.
+    log_t = _segment_cumsum(torch.log1p(-alpha), starts)
+    stop = log_t < math.log(TRANSMITTANCE_MIN)
+    if bool(stop.any()):
+        keep = torch.nonzero(~stop)[:, 0]
+        gauss, pixel = gauss.index_select(0, keep), pixel.index_select(0, keep)
+        starts = _run_starts(pixel, b * height * width)
+    return gauss, pixel, starts
+
+
+def composite_gaussians_sparse(
+    proj: Projection,
+    opacities: Tensor,
+    features: Tensor,
+    width: int,
+    height: int,
+    chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
+) -> tuple[Tensor, Tensor]:
+    """``composite_gaussians`` over each pixel's own list of Gaussians (gsplat's tiles, one
+    pixel each): only the (pixel, Gaussian) pairs inside each Gaussian's alpha >= 1/255
+    ellipse are evaluated, so the cost follows the pairs that contribute rather than pixels
+    x Gaussians. Same inputs and outputs, the same values to float rounding.
+    """
+    b, n = proj.depths.shape
+    c = features.shape[-1]
+    packed = _pack(proj, opacities)
+    gauss, pixel, starts = _pixel_lists(proj, packed, width, height, chunk_elements)
+    local = pixel % (height * width)
+    py = torch.div(local, width, rounding_mode="floor")
+    px = (local - py * width).to(packed.dtype) + 0.5
+    alpha = _alpha(packed.index_select(0, gauss), px, py.to(packed.dtype) + 0.5)
+    log_pass = torch.log1p(-alpha)
+    exclusive = (_segment_cumsum(log_pass, starts) - log_pass.double()).to(alpha.dtype)
+    weights = torch.exp(exclusive) * alpha  # [M]
+    total = b * height * width
+    values = weights[:, None] * features.reshape(-1, c).index_select(0, gauss)
+    blended = features.new_zeros(total, c).index_add(0, pixel, values)
+    coverage = weights.new_zeros(total).index_add(0, pixel, weights)
+    return blended.reshape(b, -1, c), coverage.reshape(b, -1)
+
+
+COMPOSITORS = {"sparse": composite_gaussians_sparse, "dense": composite_gaussians}
+
+
 def gsplat_available(device: torch.device) -> bool:
     if device.type != "cuda":
         return False
@@ -364,6 +521,7 @@ def splat(
     *,
     chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
     backend: str = "auto",
+    compositor: str = "sparse",
 ) -> SplatOutput:
     """Render N Gaussians into B cameras (see the module docstring).
 
@@ -371,7 +529,9 @@ def splat(
     opacity_logits [N], sh [N, K, 3] (K = 1, 4, 9 or 16; 3DGS convention). shading: per-view
     modes and lights applied to each Gaussian's colour with its normal (the shortest axis,
     turned towards the camera) at its mean; None renders albedo. backend: "torch" (any device),
-    "gsplat" (CUDA with gsplat installed), "auto" (gsplat when available).
+    "gsplat" (CUDA with gsplat installed), "auto" (gsplat when available). compositor, for the
+    plain path: "sparse" (per-pixel lists, the default) or "dense" (every Gaussian at every
+    pixel: the reference the sparse one is tested and timed against).
     """
     n = means.shape[0]
     if (
@@ -397,6 +557,8 @@ def splat(
         raise SSD3DError("splat backend 'gsplat' needs a CUDA device and the gsplat package")
     if chunk_elements < 1:
         raise SSD3DError(f"chunk_elements must be >= 1; got {chunk_elements}")
+    if compositor not in COMPOSITORS:
+        raise SSD3DError(f"compositor must be one of {', '.join(COMPOSITORS)}; got {compositor!r}")
     cameras = cameras.to(means.device)
     b, h, w = cameras.batch_size, cameras.height, cameras.width
     if shading is None:
@@ -429,7 +591,8 @@ def splat(
         proj = project(means, covariances(log_scales, quaternions), cameras)
         if torch.is_grad_enabled() and proj.means2d.requires_grad:
             proj.means2d.retain_grad()
-        blended, coverage = composite_gaussians(
+        composite = COMPOSITORS[compositor]
+        blended, coverage = composite(
             proj, opacities, features, w, h, chunk_elements=chunk_elements
         )
         means2d, radii, visible = proj.means2d, proj.radii, proj.visible

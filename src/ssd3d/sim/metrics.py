@@ -15,9 +15,9 @@ from torch import Tensor
 
 from ssd3d.estimators import Branch, Estimator, EstimatorState, RunningCoefficient
 from ssd3d.estimators.terms import optimal_coefficient
-from ssd3d.guidance import noise_predictions
+from ssd3d.guidance import noise_predictions, predictions
 from ssd3d.priors.gmm import GaussianMixturePrior
-from ssd3d.sim.stacked import Stacked, StackedState, block_of
+from ssd3d.sim.stacked import Stacked, StackedState, block_of, noising_groups, with_particle_scores
 
 # "Inside the support" = Mahalanobis distance < 3 in 2D, i.e. inside the ellipse that holds
 # P(chi2_2 < 9) = 1 - exp(-4.5) = 98.9% of a component's mass. In D dimensions a sample's
@@ -110,28 +110,49 @@ def gradient_variance(
     draws: int,
     seed: int,
     states: Sequence[EstimatorState | None] | None = None,
+    particles: Tensor | None = None,
 ) -> list[GradientVariance]:
     """Each estimator's gradient variance at fixed x0 [S, D] and one timestep t.
 
     Every estimator sees the same ``draws`` noise draws per point (one prior call for all);
     ``rows[branch]`` holds one conditioning row, [1]. ``states``: each estimator's
-    companion as it stands (read, never updated here), None for none.
+    companion as it stands (read, never updated here), None for none. ``particles``
+    [E, N, D]: each estimator's particles, for VSD's particle score (a Gaussian fitted to
+    them); required when an estimator needs it.
     """
     e, (s, d) = len(estimators), x0.shape
     noise = torch.randn(draws * s, d, generator=torch.Generator().manual_seed(seed), dtype=x0.dtype)
-    batch = e * draws * s
-    stacked = Stacked(tuple(estimators), draws * s)
-    ts = torch.full((batch,), t, dtype=torch.long)
-    preds = noise_predictions(
-        prior,
-        x0.repeat(e * draws, 1),
-        ts,
-        noise.repeat(e, 1),
-        {b: r.expand(batch) for b, r in rows.items()},
-        stacked.branches(ts),
-    )
-    state = StackedState(list(states), draws * s) if states is not None else None
-    grad = stacked(preds, state=state)
+    # SDI's inversion noise (eta): its own stream, so the shared draws stay the same.
+    inversion_gen = torch.Generator().manual_seed(seed + 10_000)
+    grad = torch.empty(e * draws * s, d, dtype=x0.dtype)
+    block = draws * s
+    for idx in noising_groups(tuple(estimators)):
+        k = len(idx)
+        batch = k * block
+        stacked = Stacked(tuple(estimators[i] for i in idx), block)
+        ts = torch.full((batch,), t, dtype=torch.long)
+        preds = predictions(
+            prior,
+            stacked.noising,
+            x0.repeat(k * draws, 1),
+            ts,
+            noise.repeat(k, 1),
+            {b: r.expand(batch) for b, r in rows.items()},
+            stacked.branches(ts),
+            inversion_gen,
+        ).predictions
+        if "particle" in stacked.branches(ts):
+            if particles is None:
+                raise ValueError("an estimator needs the particles' score: pass particles")
+            preds = with_particle_scores(preds, [particles[i] for i in idx], prior.alphas_cumprod)
+        members = [states[i] for i in idx] if states is not None else None
+        state = StackedState(members, block) if members is not None else None
+        part = stacked(preds, state=state)
+        if len(idx) == e:
+            grad = part
+        else:
+            for j, i in enumerate(idx):
+                grad[i * block : (i + 1) * block] = part[j * block : (j + 1) * block]
     g = grad.reshape(e, draws, s, d)
     var = (g - g.mean(1, keepdim=True)).square().sum(-1).mean(1)  # [E, S]
     energy = g.square().sum(-1).mean(1)  # [E, S]

@@ -43,6 +43,7 @@ def results_to_dict(
                     "relative": [v.relative for v in run.variance],
                 },
                 "mean_relative_variance": sum(v.relative for v in run.variance) / len(run.variance),
+                "prior_calls_per_step": run.prior_calls,
             }
         scenarios[r.scenario.name] = {
             "description": r.scenario.description,
@@ -81,6 +82,7 @@ def table_rows(scenario: dict[str, Any]) -> list[list[str]]:
                 f"{e['mean_nearest_mean_distance']:.2f}",
                 f"{e['spread_ratio']:.2f}",
                 f"{e['mean_relative_variance']:.2f}",
+                _calls(e.get("prior_calls_per_step")),
             ]
         )
     return rows
@@ -94,7 +96,13 @@ TABLE_HEADER = [
     "dist. to nearest mean",
     "spread / data's",
     "noise share of grad",
+    "prior calls/step",
 ]
+
+
+def _calls(value: float | None) -> str:
+    # metrics.json files written before the count was recorded have none.
+    return "–" if value is None or value != value else f"{value:.1f}"
 
 
 def print_tables(metrics: dict[str, Any], console=None) -> None:

@@ -11,7 +11,9 @@ scene: Adam's statistics are per coordinate, so particles do not interact.
 All estimators of a scenario run side by side in one batch (``Stacked``): each gets its
 own copy of the same starting particles and sees the same t and noise at every step
 (common random numbers), so differences come from the estimators alone, and a step costs
-one prior call for all of them.
+one prior call for all of them. Estimators that make x_t by DDIM inversion (ISM, SDI) run
+as their own batch with their noising step (``noising_groups``); their extra noise (SDI's
+eta) comes from a generator of its own, so the shared t and noise stay the same.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from ssd3d.estimators import (
     build_estimator,
     describe,
 )
-from ssd3d.guidance import noise_predictions
+from ssd3d.guidance import distinct_branches, predictions
 from ssd3d.priors.gmm import GaussianMixturePrior
 from ssd3d.sim.metrics import (
     COEFFICIENT_FORMS,
@@ -44,7 +46,7 @@ from ssd3d.sim.metrics import (
     particle_metrics,
 )
 from ssd3d.sim.scenario import Scenario
-from ssd3d.sim.stacked import Stacked
+from ssd3d.sim.stacked import Stacked, StackedState, noising_groups, with_particle_scores
 
 # The estimators compared by default: label -> spec for build_estimator.
 DEFAULT_ESTIMATORS: dict[str, str] = {
@@ -109,6 +111,9 @@ class EstimatorRun:
     trajectories: Tensor  # [steps + 1, tracked, D] positions of the first particles
     metrics: ParticleMetrics  # where the particles ended
     variance: tuple[GradientVariance, ...]  # at fixed x0 ~ p(x | y), one per timestep bin
+    # Mean network evaluations per step for this estimator's particles alone (its noising
+    # step plus the branches it asks for; ssd3d.guidance counts them).
+    prior_calls: float = float("nan")
 
 
 @dataclass(frozen=True)
@@ -195,6 +200,53 @@ def branch_rows(prior: GaussianMixturePrior, scenario: Scenario) -> dict[Branch,
     }
 
 
+class _Group:
+    """Estimators that share a noising step, stacked: their particle blocks, one prior call."""
+
+    def __init__(self, idx, ests, members, n, one_rows):
+        self.idx, self.n = idx, n
+        self.ests = tuple(ests[i] for i in idx)
+        self.stacked = Stacked(self.ests, n)
+        states = [members[i] for i in idx]
+        self.state = None if all(s is None for s in states) else StackedState(states, n)
+        self.rows = {b: r.expand(len(idx) * n) for b, r in one_rows.items()}
+
+    def where(self, x: Tensor) -> Tensor:
+        blocks = torch.zeros(x.shape[0] // self.n, dtype=torch.bool)
+        blocks[self.idx] = True
+        return blocks.repeat_interleave(self.n)
+
+    def select(self, x: Tensor) -> Tensor:
+        return x[self.where(x)]
+
+    def step(self, prior, x, t, noise, inversion_gen, calls: list[float]) -> Tensor:
+        """The group's gradient on its particles ``x``; adds each member's prior calls."""
+        k = len(self.idx)
+        ts = t.repeat(k)
+        branches = self.stacked.branches(ts)
+        out = predictions(
+            prior,
+            self.stacked.noising,
+            x,
+            ts,
+            noise.repeat(k, 1),
+            self.rows,
+            branches,
+            inversion_gen,
+        )
+        preds = out.predictions
+        if "particle" in branches:  # VSD: each member's particles' own (fitted) score
+            preds = with_particle_scores(preds, x.reshape(k, self.n, -1), prior.alphas_cumprod)
+        grad = self.stacked(preds, state=self.state)
+        if self.state is not None:
+            # After the gradient: this step's noise never sets its own c.
+            self.state.update(preds)
+        inverting = out.prior_calls - len(distinct_branches(self.rows, branches)[0])
+        for i, est in zip(self.idx, self.ests, strict=True):
+            calls[i] += inverting + len(distinct_branches(self.rows, est.branches(t))[0])
+        return grad
+
+
 def bin_centres(bins: int, num_train_timesteps: int) -> list[int]:
     """Centre t of each of ``bins`` equal bins of [0, T)."""
     width = num_train_timesteps / bins
@@ -216,9 +268,11 @@ def run_scenario(
     initial = scenario.init_particles(n, generator)
     d = initial.shape[1]
     x = initial.repeat(e, 1)  # [E * N, D], block i = estimator i
-    stacked = Stacked(ests, n)
-    state = stacked.make_state()  # the members' companions (running sums), or None
-    rows = {b: r.expand(e * n) for b, r in branch_rows(prior, scenario).items()}
+    members = [est.make_state() for est in ests]  # the companions (running sums), or None
+    one_rows = branch_rows(prior, scenario)
+    groups = [_Group(idx, ests, members, n, one_rows) for idx in noising_groups(ests)]
+    inversion_gen = torch.Generator().manual_seed(config.seed + 4)
+    calls = [0.0] * e
     schedule = SCHEDULES[scenario.optim.schedule]()
     optimizer = OPTIMIZERS[scenario.optim.optimizer](scenario.optim.lr)
     tracked = min(config.tracked, n)
@@ -226,13 +280,15 @@ def run_scenario(
     for step in range(config.steps):
         t = schedule.sample(step, config.steps, n, generator)
         noise = torch.randn(n, d, generator=generator, dtype=x.dtype)
-        ts = t.repeat(e)
-        preds = noise_predictions(prior, x, ts, noise.repeat(e, 1), rows, stacked.branches(ts))
         # grad is d loss / d x0 for each particle (surrogate_loss without the 1 / B batch
         # mean, since each particle is its own scene).
-        grad = stacked(preds, state=state)
-        if state is not None:
-            state.update(preds)  # after the gradient: this step's noise never sets its own c
+        if len(groups) == 1:
+            grad = groups[0].step(prior, x, t, noise, inversion_gen, calls)
+        else:
+            grad = torch.empty_like(x)
+            for group in groups:
+                part = group.select(x)
+                grad[group.where(x)] = group.step(prior, part, t, noise, inversion_gen, calls)
         optimizer.step(x, grad)
         path.append(x.reshape(e, n, d)[:, :tracked].clone())
         if on_step is not None:
@@ -250,14 +306,20 @@ def run_scenario(
     x_fixed = prior.sample(
         scenario.prompt, config.variance_points, torch.Generator().manual_seed(config.seed + 1)
     )
-    one_rows = branch_rows(prior, scenario)
     num_t = prior.alphas_cumprod.shape[0]
     bins = bin_centres(config.variance_bins, num_t)
     # Each estimator with its companion as the run left it (read only).
-    members = state.states if state is not None else None
     by_bin = [
         gradient_variance(
-            prior, ests, x_fixed, t, one_rows, config.variance_draws, config.seed + 2, members
+            prior,
+            ests,
+            x_fixed,
+            t,
+            one_rows,
+            config.variance_draws,
+            config.seed + 2,
+            members,
+            particles=final,
         )
         for t in bins
     ]
@@ -269,6 +331,7 @@ def run_scenario(
             trajectories=trajectories[i].clone(),
             metrics=particle_metrics(prior, final[i], scenario.prompt),
             variance=tuple(v[i] for v in by_bin),
+            prior_calls=calls[i] / config.steps,
         )
         for i, (label, est) in enumerate(estimators.items())
     )

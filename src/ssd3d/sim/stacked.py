@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from ssd3d.estimators import Branch, Estimator, EstimatorState, NoisePredictions
+from ssd3d.estimators import Branch, Estimator, EstimatorState, NoisePredictions, Noising
+from ssd3d.priors.variational import gaussian_eps
 
 
 def block_of(p: NoisePredictions, part: slice) -> NoisePredictions:
@@ -45,7 +48,8 @@ class StackedState:
 class Stacked(Estimator):
     """Several estimators side by side: estimator i owns samples [i * block, (i + 1) * block).
 
-    Needs the union of their branches, so one prior call serves them all.
+    Needs the union of their branches, so one prior call serves them all. The members must
+    make x_t the same way (``noising``); ``noising_groups`` splits a list that does not.
     """
 
     estimators: tuple[Estimator, ...]
@@ -63,6 +67,13 @@ class Stacked(Estimator):
             *(e.branches(t[self._part(i)]) for i, e in enumerate(self.estimators))
         )
 
+    @property
+    def noising(self) -> Noising:
+        kinds = {e.noising for e in self.estimators}
+        if len(kinds) != 1:
+            raise ValueError("stacked estimators make x_t differently: split by noising_groups")
+        return kinds.pop()
+
     def make_state(self) -> StackedState | None:
         states = [e.make_state() for e in self.estimators]
         return None if all(s is None for s in states) else StackedState(states, self.block)
@@ -77,3 +88,32 @@ class Stacked(Estimator):
         for i, estimator in enumerate(self.estimators):
             out.append(estimator(block_of(p, self._part(i)), state=states[i]))
         return torch.cat(out)
+
+
+def noising_groups(estimators: tuple[Estimator, ...]) -> list[list[int]]:
+    """The members' indices grouped by noising step, in order of first appearance: each
+    group is one ``Stacked`` and one noising step (random noising: every estimator before
+    ISM and SDI, so usually one group)."""
+    groups: dict[Noising, list[int]] = {}
+    for i, e in enumerate(estimators):
+        groups.setdefault(e.noising, []).append(i)
+    return list(groups.values())
+
+
+def with_particle_scores(
+    p: NoisePredictions, particles: Sequence[Tensor], alphas_cumprod: Tensor
+) -> NoisePredictions:
+    """``p`` with VSD's ``eps_particle``: block i (``len(p.x0) / len(particles)`` samples)
+    gets the exact eps of a Gaussian fitted to ``particles[i]`` [N, D], that estimator's
+    particles. With an exact prior there is no network to adapt: this closed form stands in
+    for ProlificDreamer's LoRA (``ssd3d.priors.variational.FittedGaussianScore`` at
+    momentum 1, the particles of this very step)."""
+    block = p.x0.shape[0] // len(particles)
+    alpha_bar = alphas_cumprod[p.t]
+    parts = []
+    for i, x in enumerate(particles):
+        part = slice(i * block, (i + 1) * block)
+        x = x.to(torch.float64)
+        mean, second = x.mean(dim=0), (x * x).mean(dim=0)
+        parts.append(gaussian_eps(p.x0[part], p.noise[part], alpha_bar[part], mean, second))
+    return dataclasses.replace(p, eps_particle=torch.cat(parts))

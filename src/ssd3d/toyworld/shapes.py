@@ -185,6 +185,10 @@ class Shape:
     local_sdf: Callable[[Tensor], Tensor]  # local-frame points [N, 3] -> signed distance [N]
     exact: bool  # True: exact Euclidean distance; False: exact sign, |sdf| <= distance
     yaw_symmetric: bool  # True: unchanged by any rotation about the up axis
+    # True: a render tells its front, side and back views apart (the view labels can be
+    # read off an image). The cube is not yaw-symmetric but looks the same every 90
+    # degrees, so, like the sphere, its view labels cannot be read off a render.
+    distinct_views: bool = False
 
 
 SHAPE_TABLE: dict[str, Shape] = {
@@ -199,17 +203,24 @@ SHAPE_TABLE: dict[str, Shape] = {
             lambda p: sdf_prism(p, WEDGE_PROFILE, "yz", 0.25),
             exact=True,
             yaw_symmetric=False,
+            distinct_views=True,
         ),
         Shape(
             "arrow",
             lambda p: sdf_prism(p, ARROW_OUTLINE, "yx", 0.12),
             exact=True,
             yaw_symmetric=False,
+            distinct_views=True,
         ),
-        Shape("mug", _sdf_mug, exact=False, yaw_symmetric=False),
+        Shape("mug", _sdf_mug, exact=False, yaw_symmetric=False, distinct_views=True),
     )
 }
 SHAPES: tuple[str, ...] = tuple(SHAPE_TABLE)
+# The shapes whose view labels can be read off a render (the judge's view head learns, and
+# the benchmark's multi-face score is taken, on these only).
+VIEW_DISTINCT_SHAPES: tuple[str, ...] = tuple(
+    s.name for s in SHAPE_TABLE.values() if s.distinct_views
+)
 
 
 def get_shape(name: str) -> Shape:
