@@ -124,19 +124,31 @@ def compare(data: dict, a: str, b: str) -> list[dict]:
 
 
 def cost_row(data: dict, a: str, b: str) -> str | None:
-    """Claim (d) in 3D: training seconds per run, paired."""
-    times = {}
-    for label in (a, b):
-        times[label] = {
-            (r["prompt"], r["seed"]): r["train_seconds"]
-            for r in selected_runs(data)
-            if r["label"] == label and r["status"] == "ok" and r.get("train_seconds")
-        }
-    both = sorted(set(times[a]) & set(times[b]))
-    if not both:
-        return None
-    ratio = statistics.fmean(times[a][c] / times[b][c] for c in both)
-    return f"train time per run, {a} / {b}: {ratio:.2f} (mean over {len(both)} paired runs)"
+    """Claim (d) in 3D: prior calls per step where the runs recorded them, and the training
+    wall time per run, paired (on a shared machine the wall time also measures its load)."""
+    parts = []
+    for key, what in (("prior_calls_per_step", "prior calls per step"), ("train_seconds", "")):
+        values = {}
+        for label in (a, b):
+            values[label] = {
+                (r["prompt"], r["seed"]): r[key]
+                for r in selected_runs(data)
+                if r["label"] == label and r["status"] == "ok" and r.get(key)
+            }
+        both = sorted(set(values[a]) & set(values[b]))
+        if not both:
+            continue
+        if what:
+            mean_a = statistics.fmean(values[a][c] for c in both)
+            mean_b = statistics.fmean(values[b][c] for c in both)
+            parts.append(f"{what} {mean_a:.2f} vs {mean_b:.2f}")
+        else:
+            ratio = statistics.fmean(values[a][c] / values[b][c] for c in both)
+            parts.append(
+                f"train wall time per run {a} / {b} {ratio:.2f} (mean over {len(both)} paired "
+                "runs, on a shared machine whose load varied between them)"
+            )
+    return "; ".join(parts) or None
 
 
 def markdown(folders: list[tuple[str, Path]], pairs: tuple[tuple[str, str], ...]) -> str:

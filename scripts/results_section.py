@@ -32,6 +32,8 @@ SECTIONS = {
     "ssd-claims-3d": "ssd-3d.md",
     "judge-views": "judge-views.md",
     "representations": "representations.md",
+    "peers-exact": "peers.md",
+    "peers-toy": "peers.md",
 }
 
 

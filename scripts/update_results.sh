@@ -2,7 +2,7 @@
 # Regenerate every figure and table of docs/results/ (and the README's pictures) from the
 # commands that produce them:
 #   bash scripts/update_results.sh [sim] [generate] [bench] [tables] [representations]
-#                                  [smoothing] [sd] [batch] [screenshots] [cards] [judge]
+#                                  [peers] [smoothing] [sd] [batch] [screenshots] [cards] [judge]
 #                                  (default: all)
 # Each table lands between its markers in its docs/results/*.md page (scripts/results_section.py).
 # tables reads results/bench/{toy,exact-seeds,exact-smoothed,exact-ssd-oracle,toy-ssd,vocabulary} and
@@ -10,7 +10,7 @@
 # sd only tabulates results/sd/sd_*.json: run benchmarks/sd_gpu.sh on a GPU first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-parts=("${@:-sim generate bench tables representations smoothing sd batch screenshots cards judge}")
+parts=("${@:-sim generate bench tables representations peers smoothing sd batch screenshots cards judge}")
 parts=(${parts[*]})
 section=(python scripts/results_section.py)
 bench=results/bench
@@ -83,6 +83,10 @@ for part in "${parts[@]}"; do
         --hardware "one NVIDIA H200" --device cuda \
         --eval results/prior_recipes/base/eval_8000_leading.json \
         | "${section[@]}" card --file $card/MODEL_CARD.md
+      ;;
+    peers)
+      python scripts/bench_tables.py $bench/exact-peers | "${section[@]}" peers-exact
+      python scripts/bench_tables.py $bench/toy-peers | "${section[@]}" peers-toy
       ;;
     judge)
       # results/judge_views/*.json: benchmarks/judge_views.py measure (docs/results/judge-views.md)
