@@ -183,7 +183,7 @@ def markdown(folders: list[tuple[str, Path]], pairs: tuple[tuple[str, str], ...]
         f"{SIGNIFICANCE_SE:g} standard errors from zero; a category holds when one of its "
         "metrics favours SSD and none the other, does not hold when none favours SSD, and is "
         "mixed otherwise. Multi-face counts only the shapes whose front and back differ.",
-        "- Made by `PYTHONPATH=src python benchmarks/ssd_claims_3d.py "
+        "- Made by `python benchmarks/ssd_claims_3d.py "
         + " ".join(f"{n}={f}" for n, f in folders)
         + " | python scripts/results_section.py ssd-claims-3d`.",
     ]

@@ -2,7 +2,7 @@
 # Regenerate every figure and table of docs/results/ (and the README's pictures) from the
 # commands that produce them:
 #   bash scripts/update_results.sh [sim] [generate] [bench] [tables] [representations]
-#                                  [peers] [smoothing] [sd] [batch] [screenshots] [cards] [judge]
+#                                  [claims] [peers] [smoothing] [sd] [batch] [screenshots] [cards] [judge]
 #                                  (default: all)
 # Each table lands between its markers in its docs/results/*.md page (scripts/results_section.py).
 # tables reads results/bench/{toy,exact-seeds,exact-smoothed,exact-ssd-oracle,toy-ssd,vocabulary} and
@@ -10,7 +10,7 @@
 # sd only tabulates results/sd/sd_*.json: run benchmarks/sd_gpu.sh on a GPU first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-parts=("${@:-sim generate bench tables representations peers smoothing sd batch screenshots cards judge}")
+parts=("${@:-sim generate bench tables representations claims peers smoothing sd batch screenshots cards judge}")
 parts=(${parts[*]})
 section=(python scripts/results_section.py)
 bench=results/bench
@@ -37,8 +37,6 @@ for part in "${parts[@]}"; do
         --names exact,exact-smoothed | "${section[@]}" bench-smoothing
       python scripts/bench_tables.py $bench/exact-ssd-oracle | "${section[@]}" ssd-3d
       python scripts/bench_tables.py $bench/toy-ssd | "${section[@]}" ssd-3d-toy
-      python benchmarks/ssd_claims_3d.py exact=$bench/exact-ssd-oracle toy=$bench/toy-ssd \
-        | "${section[@]}" ssd-claims-3d
       python scripts/vocabulary_table.py $bench/vocabulary \
         --compare $bench/gpu-prior/vocabulary --compare-name "GPU prior: the same preset" \
         --compare $bench/gpu-prior/vocabulary-24 \
@@ -83,6 +81,12 @@ for part in "${parts[@]}"; do
         --hardware "one NVIDIA H200" --device cuda \
         --eval results/prior_recipes/base/eval_8000_leading.json \
         | "${section[@]}" card --file $card/MODEL_CARD.md
+      ;;
+    claims)
+      # SSD's claims: the simulations' page (about 5 minutes), then the 3D claims section
+      python benchmarks/ssd_claims.py --out results/ssd_claims --markdown docs/results/ssd_claims.md
+      python benchmarks/ssd_claims_3d.py exact=$bench/exact-ssd-oracle toy=$bench/toy-ssd \
+        | "${section[@]}" ssd-claims-3d
       ;;
     peers)
       python scripts/bench_tables.py $bench/exact-peers | "${section[@]}" peers-exact
