@@ -383,3 +383,18 @@ def test_runs_scored_by_another_judge_are_not_mixed_into_a_file(tmp_path):
     other = {"runs": [{}], "judge": {"available": True, "weights": "0" * 12, "rule": JUDGE_RULE}}
     with pytest.raises(SSD3DError, match="another judge"):
         check_same_judge(other, now, path)
+
+
+def test_vsd_tables_say_what_the_prior_call_column_leaves_out():
+    from pathlib import Path
+
+    from ssd3d.bench import read_results
+    from ssd3d.bench.tables import notes
+
+    root = Path(__file__).resolve().parents[2] / "results" / "bench"
+    for prior, words in (("toy", "LoRA copy"), ("exact", "closed form")):
+        data = read_results(root / f"{prior}-peers" / "results.json")
+        vsd = [n for n in notes(data) if n.startswith("VSD:")]
+        assert len(vsd) == 1 and words in vsd[0], vsd
+    sds_only = read_results(root / "exact-ssd-oracle" / "results.json")
+    assert not any(n.startswith("VSD:") for n in notes(sds_only))

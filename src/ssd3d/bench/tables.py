@@ -372,6 +372,15 @@ def notes(data: dict) -> list[str]:
             "NFSD: ToyWorld's vocabulary has no negative prompt, so its negative branch is the "
             'unconditional "" (above its t_threshold NFSD then equals CSD).'
         )
+    if any(e["spec"].split()[0] == "vsd" for e in cfg["estimators"]):
+        if cfg["prior"] == "exact":
+            particle = "its particle score is a fitted Gaussian in closed form (no network)"
+        else:
+            particle = (
+                "its LoRA copy of the prior adds one forward and one training step (forward and "
+                "backward) of the batch a step, which the column leaves out"
+            )
+        out.append(f"VSD: prior calls/step counts the frozen prior's calls; {particle}.")
     out.append(
         "Estimators: "
         + "; ".join(f"`{e['label']}` = `{e['spec']}`" for e in cfg["estimators"])
