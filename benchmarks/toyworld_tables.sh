@@ -13,7 +13,9 @@
 # growth) and that also without opacity sparsity (vocabulary-no-sparsity).
 # The committed results/bench/gpu-prior folders predate --model: remake them into another OUT.
 # PARTS processes per table (default 4). Each folder continues where it stopped when the
-# command runs again. Then: bash scripts/update_results.sh tables.
+# command runs again; a folder scored by another judge or scoring rule is refused (the
+# committed results/bench folders before the judge's view head was retrained are): remake
+# them into another OUT. Then: bash scripts/update_results.sh tables.
 set -euo pipefail
 out=${1:-results/bench}
 shift || true
