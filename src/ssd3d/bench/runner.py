@@ -27,9 +27,6 @@ gradient turns non-finite (``NonFiniteGradient``) is recorded with its error and
 benchmark goes on. Results are written to ``results.json`` after every run, so a stopped
 benchmark continues where it stopped when pointed at the same folder. Each finished run
 also leaves its final scene's orbit views in ``gallery/``, for ``report.html``'s gallery.
-
-About the project's 400-line mark: the grid's cells run here or on Ray through one path
-(``BenchCell``), with the calibration and the results bookkeeping around it.
 """
 
 from __future__ import annotations
@@ -48,6 +45,7 @@ from ssd3d.bench.config import NOMINAL_STEP_SECONDS, BenchConfig, EstimatorEntry
 from ssd3d.bench.oracle import TrueRenders
 from ssd3d.bench.results import (
     GALLERY_VIEWS,
+    JUDGE_RULE,
     RESULTS_FILE,
     check_same_judge,
     gallery_image,
@@ -305,7 +303,8 @@ def run_bench(
             raise SSD3DError("a loaded judge cannot go to Ray workers: give its file")
     if threads is not None and threads < 1:
         raise SSD3DError(f"--threads must be >= 1; got {threads}")
-    identity = {}
+    # The rule is this code's whatever the judge; a judge object handed in has no file.
+    identity = {"weights": None, "rule": JUDGE_RULE} if judge is not None else {}
     if judge is not None and judge_spec != "given":
         identity = judge_identity(None if judge_spec == "auto" else judge_spec)
         check_same_judge(data, identity, out_dir / RESULTS_FILE)
