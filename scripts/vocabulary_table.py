@@ -54,6 +54,24 @@ def yaw_sentence(final: dict[str, dict], name: str) -> str:
     )
 
 
+def judge_sentence(data: dict) -> str:
+    """Which judge and rule scored R-precision and multi-face (older files predate rule 2)."""
+    judge = data.get("judge") or {}
+    if not judge.get("available"):
+        return "R-precision and multi-face: not scored (no judge)."
+    if judge.get("rule") is None:
+        return (
+            "R-precision and multi-face were scored by the first judge, multi-face with its "
+            "first rule (plain accuracy against the unturned object's view labels, where a "
+            "judge answering 'side' throughout scores 0.5; docs/results/judge-views.md): a "
+            "rerun into a new folder rescores them."
+        )
+    return (
+        f"R-precision and multi-face scored by judge {judge.get('weights')}, rule "
+        f"{judge['rule']} (docs/results/judge-views.md)."
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", type=Path)
@@ -93,6 +111,7 @@ def main(argv: list[str] | None = None) -> None:
         ("psnr", "PSNR dB"),
     ):
         print(f"| {label} | {mean(metric, final):.3f} | – | – |")
+    print(f"\n{judge_sentence(data)}")
     if args.compare:
         print("\n| run | IoU | R-precision | multi-face | colour error | PSNR dB |")
         print("|---|:-:|:-:|:-:|:-:|:-:|")
