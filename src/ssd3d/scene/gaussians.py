@@ -30,6 +30,7 @@ from ssd3d.export.splat_ply import SplatData, write_splat_ply
 from ssd3d.scene.background import Background, SolidBackground, build_background
 from ssd3d.scene.cameras import Cameras
 from ssd3d.scene.rays import SCENE_BOUND
+from ssd3d.scene.regularisers import binary_entropy
 from ssd3d.scene.render import RenderOutput
 from ssd3d.scene.shading import Shading
 from ssd3d.scene.splat import (
@@ -121,6 +122,10 @@ class GaussianConfig:
     chunk_elements: int = DEFAULT_CHUNK_ELEMENTS
     # "auto" (gsplat on CUDA when installed), "torch", "gsplat".
     backend: str = "auto"
+    # Weight of the mean binary entropy of the Gaussians' own opacities (not the rendered
+    # pixels' opacity, regularisers.opacity_entropy): it pushes each opacity away from 0.5,
+    # toward 0 (then pruned) or 1; 0 off.
+    opacity_entropy: float = 0.0
     # Iso-level of the summed density sum_i o_i exp(-m_i^2 / 2) for meshes: half an opaque
     # Gaussian's peak, so an isolated one meshes at about 1.2 sigma and overlapping ones merge.
     mesh_threshold: float = 0.5
@@ -167,6 +172,8 @@ class GaussianConfig:
             raise SSD3DError(f"chunk_elements must be >= 1; got {self.chunk_elements}")
         if self.backend not in BACKENDS:
             raise SSD3DError(f"backend must be one of {', '.join(BACKENDS)}; got {self.backend!r}")
+        if not self.opacity_entropy >= 0:
+            raise SSD3DError(f"opacity_entropy must be >= 0; got {self.opacity_entropy}")
         if not self.mesh_threshold > 0:
             raise SSD3DError(f"mesh_threshold must be > 0; got {self.mesh_threshold}")
 
@@ -337,6 +344,13 @@ class GaussianScene(nn.Module):
         self.grad_count += visible.sum(dim=0)
         radii = (radii * visible / height).amax(dim=0)
         self.max_radii.copy_(torch.maximum(self.max_radii, radii))
+
+    def scene_losses(self) -> dict[str, tuple[float, Tensor]]:
+        """``gaussian_opacity_entropy``: the mean binary entropy of the opacities, when on."""
+        w = self.config.opacity_entropy
+        if w <= 0:
+            return {}
+        return {"gaussian_opacity_entropy": (w, binary_entropy(self.opacities()).mean())}
 
     def restructure(self, step: int) -> bool:
         """Densify/prune and reset opacities when the schedule says so; True if anything
