@@ -345,3 +345,18 @@ def test_opacity_entropy_pushes_each_opacity_away_from_one_half():
     step = -grad
     assert (step[:2] < 0).all() and (step[3:] > 0).all() and abs(float(step[2])) < 1e-7
     assert GaussianScene(small(initial_count=5)).scene_losses() == {}
+
+
+def test_default_gaussians_are_never_densified_pruned_or_reset():
+    # Splits halve the summed density and distillation leaves the rest as fog
+    # (docs/gaussians.md): by default the initial Gaussians are all there is.
+    scene = GaussianScene(GaussianConfig(initial_count=20, backend="torch"))
+    grads, scales, opacities = _twenty()
+    _prepare(scene, grads, scales, opacities)
+    before = {k: v.clone() for k, v in scene.state_dict().items()}
+    assert not any(scene.restructure(step) for step in range(0, 3001, 50))
+    assert all(torch.equal(before[k], v) for k, v in scene.state_dict().items())
+    # DreamGaussian's schedule is one override away: densify and prune at step 100.
+    on = GaussianScene(GaussianConfig(initial_count=20, densify_stop=3000, backend="torch"))
+    _prepare(on, grads, scales, opacities)
+    assert not on.restructure(99) and on.restructure(100) and on.count == 27
