@@ -189,3 +189,29 @@ def test_the_running_coefficient_is_checkpointed_and_resumed(tmp_path, tiny_prio
     assert all(torch.equal(a[k], b[k]) for k in a)
     final = RunDir(stopped).load_checkpoint().estimator
     assert int(final["count"].sum()) == tiny_config.steps * tiny_config.views_per_step
+
+
+def test_the_gaussians_opacity_entropy_is_in_the_loss_and_the_log(tiny_prior, tiny_config):
+    from ssd3d.pipeline.run import prepare
+    from ssd3d.scene import GaussianConfig
+
+    def first_step(weight):
+        gaussians = GaussianConfig(
+            initial_count=32, init_opacity=0.2, opacity_entropy=weight, backend="torch"
+        )
+        cfg = dataclasses.replace(tiny_config, representation="gaussians", gaussians=gaussians)
+        run = prepare(cfg, tiny_prior)
+        before = run.scene.scene_losses()
+        record = run.run_step()
+        return before, record, run.scene.opacity_logits.grad
+
+    before, record, grad = first_step(3.0)
+    weight, value = before["gaussian_opacity_entropy"]
+    assert weight == 3.0
+    assert record.regularisers["gaussian_opacity_entropy"] == pytest.approx(float(value.detach()))
+    _, plain, plain_grad = first_step(0.0)
+    assert "gaussian_opacity_entropy" not in plain.regularisers
+    # The same step (same seed) differs by exactly the entropy's gradient.
+    o = torch.sigmoid(torch.logit(torch.tensor(0.2)))  # every opacity at the start
+    entropy_grad = -3.0 * torch.logit(o) * o * (1 - o) / 32
+    torch.testing.assert_close(grad - plain_grad, entropy_grad.expand(32), rtol=1e-4, atol=1e-7)

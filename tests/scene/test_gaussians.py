@@ -326,3 +326,37 @@ def test_export_files_write_the_gaussians_as_a_3dgs_ply(tmp_path):
     np.testing.assert_array_equal(back.sh_dc, scene.sh_dc.detach().numpy()[:, 0])
     np.testing.assert_array_equal(back.opacity_logits, scene.opacity_logits.detach().numpy())
     assert back.sh_rest.shape == (scene.count, 0, 3)
+
+
+def test_opacity_entropy_pushes_each_opacity_away_from_one_half():
+    scene = GaussianScene(small(initial_count=5, opacity_entropy=2.0))
+    opacities = torch.tensor([0.05, 0.3, 0.5, 0.7, 0.95])
+    with torch.no_grad():
+        scene.opacity_logits.copy_(torch.logit(opacities))
+    (name, (weight, value)), *rest = scene.scene_losses().items()
+    assert name == "gaussian_opacity_entropy" and weight == 2.0 and not rest
+    p = opacities.double()
+    expected = -(p * p.log() + (1 - p) * (1 - p).log()).mean()
+    torch.testing.assert_close(value.double(), expected, rtol=1e-5, atol=1e-6)
+    (grad,) = torch.autograd.grad(weight * value, scene.opacity_logits)
+    # d/dlogit of the mean entropy: -logit * o (1 - o) / N; descent moves logits outward.
+    logit = torch.logit(opacities)
+    torch.testing.assert_close(grad, -2.0 * logit * opacities * (1 - opacities) / 5)
+    step = -grad
+    assert (step[:2] < 0).all() and (step[3:] > 0).all() and abs(float(step[2])) < 1e-7
+    assert GaussianScene(small(initial_count=5)).scene_losses() == {}
+
+
+def test_default_gaussians_are_never_densified_pruned_or_reset():
+    # Splits halve the summed density and distillation leaves the rest as fog
+    # (docs/gaussians.md): by default the initial Gaussians are all there is.
+    scene = GaussianScene(GaussianConfig(initial_count=20, backend="torch"))
+    grads, scales, opacities = _twenty()
+    _prepare(scene, grads, scales, opacities)
+    before = {k: v.clone() for k, v in scene.state_dict().items()}
+    assert not any(scene.restructure(step) for step in range(0, 3001, 50))
+    assert all(torch.equal(before[k], v) for k, v in scene.state_dict().items())
+    # DreamGaussian's schedule is one override away: densify and prune at step 100.
+    on = GaussianScene(GaussianConfig(initial_count=20, densify_stop=3000, backend="torch"))
+    _prepare(on, grads, scales, opacities)
+    assert not on.restructure(99) and on.restructure(100) and on.count == 27

@@ -57,3 +57,14 @@ def test_image_scene_outputs_have_zero_3d_regularisers():
     out = ImageScene(4, 4).render(2)
     assert orientation_loss(out).item() == 0.0
     assert opacity_entropy(out) < 1e-3
+
+
+def test_binary_entropy_is_elementwise_and_zero_at_the_ends():
+    from ssd3d.scene.regularisers import binary_entropy
+
+    p = torch.tensor([0.0, 0.25, 0.5, 1.0])
+    h = binary_entropy(p)
+    assert h.shape == (4,)
+    torch.testing.assert_close(h[2], torch.tensor(math.log(2)))
+    torch.testing.assert_close(h[1], torch.tensor(-(0.25 * math.log(0.25) + 0.75 * math.log(0.75))))
+    assert float(h[0]) < 1e-3 and float(h[3]) < 1e-3

@@ -252,10 +252,12 @@ class Distillation:
         )
 
     def _regularisers(self, out) -> dict[str, tuple[float, Tensor]]:
-        return {
+        """The render's regularisers that are on, then the scene's own (on its parameters)."""
+        on_render = {
             name: (weight, REGULARISER_FUNCTIONS[name](out))
             for name, weight in self.regularisers.items()
         }
+        return {**on_render, **self.scene.scene_losses()}
 
     def _supervised_step(self, out, cameras, shading, timings, lap) -> StepRecord:
         """The step's second half under ``supervision``: the gradient on the render is its

@@ -101,6 +101,9 @@ class ImageScene(nn.Module):
     def observe_gradients(self, step: int) -> None:
         return None
 
+    def scene_losses(self) -> dict[str, tuple[float, Tensor]]:
+        return {}
+
     def export_mesh(self, resolution: int) -> trimesh.Trimesh:
         raise SSD3DError("a 2D image scene has no mesh")
 

@@ -125,6 +125,9 @@ class RadianceScene(nn.Module):
     def observe_gradients(self, step: int) -> None:
         return None
 
+    def scene_losses(self) -> dict[str, tuple[float, Tensor]]:
+        return {}
+
     def density(self, points: Tensor) -> Tensor:
         return self.field.density(points)
 

@@ -27,10 +27,16 @@ def opacity_sparsity(output: RenderOutput, eps: float = SPARSITY_EPS) -> Tensor:
     return (output.opacity**2 + eps).sqrt().mean()
 
 
+def binary_entropy(p: Tensor, eps: float = ENTROPY_EPS) -> Tensor:
+    """Elementwise binary entropy (nats) of probabilities ``p``; its gradient pushes each
+    value away from 0.5, toward 0 below it and toward 1 above it."""
+    o = p.clamp(eps, 1 - eps)
+    return -(o * torch.log(o) + (1 - o) * torch.log(1 - o))
+
+
 def opacity_entropy(output: RenderOutput, eps: float = ENTROPY_EPS) -> Tensor:
     """Mean binary entropy of the opacity (nats): pushes each pixel to 0 or 1."""
-    o = output.opacity.clamp(eps, 1 - eps)
-    return -(o * torch.log(o) + (1 - o) * torch.log(1 - o)).mean()
+    return binary_entropy(output.opacity, eps).mean()
 
 
 def orientation_loss(output: RenderOutput, detach_weights: bool = True) -> Tensor:

@@ -57,6 +57,12 @@ class Scene(Protocol):
         """After backward, before the optimiser step: gradient statistics (densification)."""
         ...
 
+    def scene_losses(self) -> dict[str, tuple[float, Tensor]]:
+        """The representation's own regularisers on its parameters (not on a render), as
+        name -> (weight, value), added to the loss and logged like the render ones; {} when
+        none are on."""
+        ...
+
     def export_mesh(self, resolution: int) -> trimesh.Trimesh:
         """The surface as a coloured, outward-wound mesh (SSD3DError when empty)."""
         ...

@@ -1,0 +1,156 @@
+"""What makes distilled 3D Gaussians solid: the benchmark's scores for variants of their config.
+
+    python benchmarks/gaussians_solid.py [--variants NAME,...] [--estimators "sds guidance_scale=7.5;ssd"]
+        [--prompts "a green cube;..."] [--steps 200] [--seed 0] [--oracle] [--jobs 1]
+
+Each variant is a list of ``key=value`` overrides on top of ``representation=gaussians`` and
+the exact prior's preset (``VARIANTS`` below; "old" is the settings before the ones in
+``GaussianConfig`` now, "default" the current defaults). Every (variant, estimator, prompt) is
+one run of the benchmark's loop scored by the benchmark's ``Scorer`` at its last step, without
+the judge (R-precision and the multi-face score are left out). Printed: per variant and
+estimator, the mean over prompts of 3D IoU, silhouette IoU, Chamfer, PSNR, colour error and
+milliseconds per step (wall, on whatever machine this runs), then the per-prompt 3D IoU and
+silhouette IoU, and the final Gaussians' count, mean opacity and share above 0.5.
+``--jobs 2`` runs two runs at a time (one torch thread each).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+
+import torch
+
+from ssd3d.bench.config import DEFAULT_PROMPTS, EvalConfig, bench_config
+from ssd3d.bench.oracle import TrueRenders
+from ssd3d.bench.scoring import Scorer
+from ssd3d.pipeline.run import load_prior_for, prepare
+
+# What each variant changes, as overrides (the levers of docs/gaussians.md's table). "old" is
+# the defaults before densification was turned off: DreamGaussian's schedule, densifying every
+# 100 steps from step 100 (3DGS's clone and split) and pruning at opacity 0.01.
+OLD = ("gaussians.densify_stop=3000",)
+VARIANTS: dict[str, tuple[str, ...]] = {
+    "old": OLD,
+    "default": (),
+    # one lever at a time, from the old settings
+    "entropy 10": (*OLD, "gaussians.opacity_entropy=10"),
+    "init opacity 0.25": (*OLD, "gaussians.init_opacity=0.25"),
+    "init opacity 0.5": (*OLD, "gaussians.init_opacity=0.5"),
+    "clone (split scale 0.1)": (*OLD, "gaussians.split_scale=0.1"),
+    "pixel entropy 0.1": (*OLD, "regularisers.opacity_entropy=0.1"),
+    "lr opacity 0.2": (*OLD, "gaussians.lr_opacity=0.2"),
+    "grad threshold 0.05": (*OLD, "gaussians.grad_threshold=0.05"),
+    "lr scale 0.001": (*OLD, "gaussians.lr_scale=0.001"),
+    "lr position 1e-4": (*OLD, "gaussians.lr_position=1e-4"),
+    # together
+    "init 0.5 + entropy 10": (*OLD, "gaussians.init_opacity=0.5", "gaussians.opacity_entropy=10"),
+    "init 0.5 + lr opacity 0.2": (*OLD, "gaussians.init_opacity=0.5", "gaussians.lr_opacity=0.2"),
+    "init 0.25 + clone": (*OLD, "gaussians.init_opacity=0.25", "gaussians.split_scale=0.1"),
+    # from the defaults (no densification)
+    "default + entropy 10": ("gaussians.opacity_entropy=10",),
+    "default + init opacity 0.15": ("gaussians.init_opacity=0.15",),
+    "default + init opacity 0.25": ("gaussians.init_opacity=0.25",),
+    "default + 2048 Gaussians": ("gaussians.initial_count=2048",),
+}
+METRICS = ("iou", "silhouette_iou", "chamfer", "psnr", "colour_error")
+
+
+def run_one(variant: str, estimator: str, prompt: str, steps: int, seed: int) -> dict:
+    torch.set_num_threads(1)
+    overrides = ("representation=gaussians", *VARIANTS[variant])
+    bench = bench_config(
+        estimators=estimator, prompts=[prompt], steps=steps, overrides=overrides, oracle=False
+    )
+    cfg = bench.generate_config(bench.estimators[0], prompt, seed)
+    run = prepare(cfg, load_prior_for(cfg))
+    if bench.estimators[0].is_oracle:
+        run.supervision = TrueRenders(cfg.prompt, cfg.background.colour)
+    start = time.perf_counter()
+    while run.step < cfg.steps:
+        run.run_step()
+    ms = (time.perf_counter() - start) / cfg.steps * 1e3
+    scores = Scorer(EvalConfig()).score(run.scene, prompt, cfg.camera.width, cfg.camera.height)
+    opacity = run.scene.opacities().detach()
+    return {
+        "variant": variant,
+        "estimator": estimator,
+        "prompt": prompt,
+        **{m: scores[m] for m in METRICS},
+        "ms_step": ms,
+        "count": run.scene.count,
+        "mean_opacity": float(opacity.mean()),
+        "opaque": float((opacity > 0.5).float().mean()),
+    }
+
+
+def _mean(rows: list[dict], key: str) -> float:
+    values = [r[key] for r in rows]
+    return math.inf if any(math.isinf(v) for v in values) else statistics.mean(values)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--variants", default="old,default")
+    parser.add_argument("--estimators", default="sds guidance_scale=7.5")
+    parser.add_argument("--prompts", default=";".join(DEFAULT_PROMPTS))
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--oracle", action="store_true", help="also fit each variant to the truth")
+    parser.add_argument("--jobs", type=int, default=1)
+    args = parser.parse_args()
+    variants = [v.strip() for v in args.variants.split(",")]
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown variant {unknown[0]!r}; known: {', '.join(VARIANTS)}")
+    estimators = [e.strip() for e in args.estimators.split(";") if e.strip()]
+    if args.oracle:
+        estimators = ["oracle", *estimators]
+    prompts = [p.strip() for p in args.prompts.split(";")]
+    plan = [(v, e, p, args.steps, args.seed) for v in variants for e in estimators for p in prompts]
+    rows = []
+    with ProcessPoolExecutor(args.jobs) as pool:
+        for row in pool.map(run_one, *zip(*plan, strict=True)):
+            rows.append(row)
+            print(
+                f"{len(rows)}/{len(plan)} {row['variant']} | {row['estimator']} | "
+                f"{row['prompt']}: IoU {row['iou']:.3f}, sil. IoU {row['silhouette_iou']:.3f}",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    print(f"exact prior, {args.steps} steps, seed {args.seed}, mean over {len(prompts)} prompts")
+    print(
+        "| variant | estimator | 3D IoU | sil. IoU | Chamfer | PSNR dB | colour err | ms/step "
+        "| count | mean opacity | opacity > 0.5 |"
+    )
+    print("|---|---|" + ":-:|" * 9)
+    for v in variants:
+        for e in estimators:
+            sel = [r for r in rows if r["variant"] == v and r["estimator"] == e]
+            print(
+                f"| {v} | {e} | {_mean(sel, 'iou'):.3f} | {_mean(sel, 'silhouette_iou'):.3f} "
+                f"| {_mean(sel, 'chamfer'):.3f} | {_mean(sel, 'psnr'):.2f} "
+                f"| {_mean(sel, 'colour_error'):.3f} | {_mean(sel, 'ms_step'):.0f} "
+                f"| {_mean(sel, 'count'):.0f} | {_mean(sel, 'mean_opacity'):.2f} "
+                f"| {_mean(sel, 'opaque'):.2f} |"
+            )
+    print()
+    print("| variant | estimator | " + " | ".join(prompts) + " |")
+    print("|---|---|" + ":-:|" * len(prompts))
+    for v in variants:
+        for e in estimators:
+            by_prompt = {r["prompt"]: r for r in rows if r["variant"] == v and r["estimator"] == e}
+            cells = [
+                f"{by_prompt[p]['iou']:.3f} / {by_prompt[p]['silhouette_iou']:.3f}" for p in prompts
+            ]
+            print(f"| {v} | {e} | " + " | ".join(cells) + " |")
+    print("(3D IoU / silhouette IoU per prompt)")
+
+
+if __name__ == "__main__":
+    main()
