@@ -10,8 +10,9 @@ follow?
 DreamFusion shading, white background, Adam) fitted to the truth itself: each step the
 ground-truth field is rendered with the same cameras and shading and the loss is the RGB
 mean squared error, no prior, no estimator. Each row changes one lever (render
-resolution, grid resolution and growth, SDF vs density grid, samples per ray, importance
-sampling, steps). ``distill``: the same scenes driven by the exact prior with SDS (7.5) or
+resolution, grid resolution and growth, SDF vs density grid vs a multi-resolution SDF (a
+sum of grids, ``MultiResSDFField``, with per-level rates, decay and bound), samples per
+ray, importance sampling, steps). ``distill``: the same scenes driven by the exact prior with SDS (7.5) or
 SSD (tau 600), following pipeline/loop.py's step. Every run is scored by
 ``score``: 3D IoU at the level the field is exported at (density 2 for the density grid,
 sdf = 0 for the SDF grid) best over yaw, silhouette IoU and depth error on an orbit (64x64,
@@ -168,18 +169,32 @@ MULTIRES_ROWS = [
         **MULTIRES,
     ),
     Row(
-        "multires 9+17+33^3, lr 0.005 cosine to 0.1x, normals detached, 33^3 at 0.25x lr"
-        ", eikonal 100 on 9^3",
+        "multires 9+17+33^3, lr 0.005 cosine to 0.1x from 200, normals detached, 33^3 at 0.25x lr",
         level_lr=(1.0, 1.0, 0.25),
-        eikonal=100.0,
-        eikonal_level=0,
+        lr_decay_from=200,
         steps=400,
         **MULTIRES,
     ),
     Row(
-        "multires 9+17+33^3, lr 0.005 cosine to 0.1x from 200, normals detached, 33^3 at 0.25x lr",
+        "multires 9+17+33^3, lr 0.005 cosine to 0.1x, normals detached, 33^3 at 0.25x lr"
+        ", 33^3 gradient smoothed x2",
         level_lr=(1.0, 1.0, 0.25),
-        lr_decay_from=200,
+        grad_smooth=2,
+        steps=400,
+        **MULTIRES,
+    ),
+    Row(
+        "multires 9+17+33^3, lr 0.005 cosine to 0.1x, normals detached, 33^3 at 0.25x lr"
+        ", eikonal 0.1 of the data gradient",
+        level_lr=(1.0, 1.0, 0.25),
+        eikonal_relative=0.1,
+        steps=400,
+        **MULTIRES,
+    ),
+    Row(
+        "multires 9+17+33^3, lr 0.005 cosine to 0.1x, normals detached, 17^3 at 0.5x lr"
+        ", 33^3 at 0.1x lr",
+        level_lr=(1.0, 0.5, 0.1),
         steps=400,
         **MULTIRES,
     ),
@@ -1003,7 +1018,8 @@ def write_tables() -> str:
         "|sum g| / sum |g| weighted by |g| (a random sign gives about 1/sqrt(window), 0.1",
         "for 100 steps), the mean |gradient| on the geometry's nodes near the surface",
         "(within 2 voxels of sdf = 0; density between 1 and 8) and far from it, and the",
-        "mean |Adam update| there as a fraction of the learning rate.",
+        "mean |Adam update| there as a fraction of the learning rate (lr_density; for the",
+        "multi-resolution SDF these columns are its finest level's, whose own lr may be lower).",
         "",
         *_trace_table(_load("distill") + _load("oracle")),
         "",
