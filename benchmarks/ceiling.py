@@ -10,8 +10,9 @@ follow?
 DreamFusion shading, white background, Adam) fitted to the truth itself: each step the
 ground-truth field is rendered with the same cameras and shading and the loss is the RGB
 mean squared error, no prior, no estimator. Each row changes one lever (render
-resolution, grid resolution and growth, SDF vs density grid, samples per ray, importance
-sampling, steps). ``distill``: the same scenes driven by the exact prior with SDS (7.5) or
+resolution, grid resolution and growth, SDF vs density grid vs a multi-resolution SDF (a
+sum of grids, ``MultiResSDFField``, with per-level rates, decay and bound), samples per
+ray, importance sampling, steps). ``distill``: the same scenes driven by the exact prior with SDS (7.5) or
 SSD (tau 600), following pipeline/loop.py's step. Every run is scored by
 ``score``: 3D IoU at the level the field is exported at (density 2 for the density grid,
 sdf = 0 for the SDF grid) best over yaw, silhouette IoU and depth error on an orbit (64x64,
@@ -76,7 +77,12 @@ from ssd3d.scene import (
 )
 from ssd3d.scene.rays import generate_rays
 from ssd3d.scene.render import RenderOutput, composite, sample_distances
-from ssd3d.scene.sdf_field import SDFGridConfig, SDFGridField
+from ssd3d.scene.sdf_field import (
+    MultiResSDFConfig,
+    MultiResSDFField,
+    SDFGridConfig,
+    SDFGridField,
+)
 from ssd3d.scene.shading import shade
 from ssd3d.toyworld.truth import GroundTruthField
 from ssd3d.toyworld.vocabulary import parse_prompt
@@ -101,7 +107,7 @@ class Row:
     """One configuration of the scene and its optimiser."""
 
     name: str
-    kind: str = "sdf"  # "sdf" (SDFGridField) or "density" (VoxelGridField)
+    kind: str = "sdf"  # "sdf" (SDFGridField), "multires" (MultiResSDFField) or "density"
     resolution: int = 32
     growth: tuple[tuple[int, int], ...] = ()  # (step, resolution) pairs
     size: int = 32  # render width = height
@@ -123,12 +129,82 @@ class Row:
     # Passes of a separable [1, 2, 1] / 4 filter over the geometry's gradient before Adam
     # (a Sobolev-like preconditioner: voxel-scale noise is damped, coherent motion kept).
     grad_smooth: int = 0
-    # The geometry's lr falls along a cosine from lr_density to lr_density * lr_end (1: flat).
+    # The geometry's lr falls along a cosine from lr_density to lr_density * lr_end (1: flat),
+    # starting at step lr_decay_from (flat before it).
     lr_end: float = 1.0
+    lr_decay_from: int = 0
+    # Multi-resolution SDF only: the levels (coarse to fine), each level's lr as a multiple
+    # of lr_density and its decoupled weight decay toward 0 (AdamW's, per step
+    # p -= lr * decay * p, whatever the loss's scale), the finer levels' bound
+    # (residual_max * tanh(raw); None: unbounded) and the level whose composed grid the
+    # eikonal term sees (None: the finest, the rendered field; 0: the coarse shape alone).
+    levels: tuple[int, ...] = (9, 17, 33)
+    level_lr: tuple[float, ...] = ()
+    level_decay: tuple[float, ...] = ()
+    residual_max: float | None = None
+    eikonal_level: int | None = None
+    # > 0 (SDF fields): instead of a fixed weight, the eikonal term's gradient is rescaled
+    # each step to this fraction of the data term's gradient norm (over the SDF's
+    # parameters), so one setting means the same against a mean-squared error and against
+    # the estimators' summed surrogate loss.
+    eikonal_relative: float = 0.0
     notes: str = ""
 
 
 PRESET = dict(kind="density", resolution=24, lr_density=0.05, eikonal=0.0)
+# Multi-resolution SDF rows run both ways (oracle and distillation): one setting a row.
+MULTIRES = dict(kind="multires", lr_density=0.005, lr_end=0.1, detach_normals=True)
+MULTIRES_ROWS = [
+    Row(
+        "multires 9+17+33^3, lr 0.005 cosine to 0.1x, normals detached, 33^3 at 0.25x lr",
+        level_lr=(1.0, 1.0, 0.25),
+        steps=400,
+        **MULTIRES,
+    ),
+    Row(
+        "multires 9+17+33^3, lr 0.005 cosine to 0.1x, normals detached, 33^3 at 0.25x lr, decay 10",
+        level_lr=(1.0, 1.0, 0.25),
+        level_decay=(0.0, 0.0, 10.0),
+        steps=400,
+        **MULTIRES,
+    ),
+    Row(
+        "multires 9+17+33^3, lr 0.005 cosine to 0.1x from 200, normals detached, 33^3 at 0.25x lr",
+        level_lr=(1.0, 1.0, 0.25),
+        lr_decay_from=200,
+        steps=400,
+        **MULTIRES,
+    ),
+    Row(
+        "multires 9+17+33^3, lr 0.005 cosine to 0.1x, normals detached, 33^3 at 0.25x lr"
+        ", 33^3 gradient smoothed x2",
+        level_lr=(1.0, 1.0, 0.25),
+        grad_smooth=2,
+        steps=400,
+        **MULTIRES,
+    ),
+    Row(
+        "multires 9+17+33^3, lr 0.005 cosine to 0.1x, normals detached, 33^3 at 0.25x lr"
+        ", eikonal 0.1 of the data gradient",
+        level_lr=(1.0, 1.0, 0.25),
+        eikonal_relative=0.1,
+        steps=400,
+        **MULTIRES,
+    ),
+    Row(
+        "multires 9+17+33^3, lr 0.005 cosine to 0.1x, normals detached, 17^3 at 0.5x lr"
+        ", 33^3 at 0.1x lr",
+        level_lr=(1.0, 0.5, 0.1),
+        steps=400,
+        **MULTIRES,
+    ),
+    Row(
+        "multires 9+17+33^3, residual 0.05 tanh, lr 0.005 cosine to 0.1x, normals detached",
+        residual_max=0.05,
+        steps=400,
+        **MULTIRES,
+    ),
+]
 ORACLE_ROWS = {
     r.name: r
     for r in [
@@ -177,6 +253,17 @@ ORACLE_ROWS = {
             grad_smooth=2,
             eikonal=100.0,
         ),
+        # The multi-resolution SDF (9^3 + 17^3 + 33^3 summed) at the oracle's best lr.
+        Row("multires 9+17+33^3, lr 0.02", kind="multires", lr_density=0.02),
+        Row(
+            "multires 9+17+33^3, lr 0.02, normals detached, eikonal 100 on 9^3",
+            kind="multires",
+            lr_density=0.02,
+            detach_normals=True,
+            eikonal=100.0,
+            eikonal_level=0,
+        ),
+        *MULTIRES_ROWS,
     ]
 }
 # The surrogate loss sums 0.5 ||g||^2 over a view's pixels while the oracle's MSE averages
@@ -287,6 +374,7 @@ DISTILL_ROWS = {
             adam_eps=0.1,
             steps=400,
         ),
+        *MULTIRES_ROWS,
     ]
 }
 
@@ -294,15 +382,34 @@ DISTILL_ROWS = {
 # --- fields and rendering -------------------------------------------------------------------
 
 
-class _DetachedNormalsSDF(SDFGridField):
+class _DetachNormals:
     def forward_with_normals(self, points):
         sigma, albedo, normals = super().forward_with_normals(points)
         return sigma, albedo, normals.detach()
 
 
+class _DetachedNormalsSDF(_DetachNormals, SDFGridField):
+    pass
+
+
+class _DetachedNormalsMultiRes(_DetachNormals, MultiResSDFField):
+    pass
+
+
 def build_field(row: Row):
     if row.kind == "density":
         return VoxelGridField(VoxelGridConfig(resolution=row.resolution))
+    if row.kind == "multires":
+        cls = _DetachedNormalsMultiRes if row.detach_normals else MultiResSDFField
+        return cls(
+            MultiResSDFConfig(
+                levels=row.levels,
+                beta=row.beta,
+                learn_beta=row.beta_end is None,
+                init_radius=row.init_radius,
+                residual_max=row.residual_max,
+            )
+        )
     cls = _DetachedNormalsSDF if row.detach_normals else SDFGridField
     return cls(
         SDFGridConfig(
@@ -319,11 +426,30 @@ def export_level(f) -> float:
     return f.surface_density if isinstance(f, SDFGridField) else DEFAULT_OCCUPANCY_THRESHOLD
 
 
-def optimizer(f, row: Row) -> torch.optim.Adam:
+def optimizer(f, row: Row) -> torch.optim.Optimizer:
+    """Adam; for the multi-resolution SDF one group a level (its lr and decay: AdamW).
+    Groups marked "geometry" follow the lr schedule from their "base_lr"."""
+    if isinstance(f, MultiResSDFField):
+        n = len(row.levels)
+        scales = row.level_lr or (1.0,) * n
+        decays = row.level_decay or (0.0,) * n
+        if len(scales) != n or len(decays) != n:
+            raise SSD3DError(f"row {row.name!r}: level_lr / level_decay need {n} values")
+        groups = [
+            {"params": [p], "lr": row.lr_density * s, "weight_decay": d}
+            for p, s, d in zip(f.level_parameters(), scales, decays, strict=True)
+        ]
+        if f.log_beta.requires_grad:
+            groups.append({"params": [f.log_beta], "lr": row.lr_density, "weight_decay": 0.0})
+        for g in groups:
+            g.update(geometry=True, base_lr=g["lr"])
+        groups.append({"params": f.albedo_parameters(), "lr": row.lr_albedo, "weight_decay": 0.0})
+        return torch.optim.AdamW(groups, betas=(0.9, 0.99), eps=row.adam_eps)
     groups = [
         {"params": f.density_parameters(), "lr": row.lr_density},
         {"params": f.albedo_parameters(), "lr": row.lr_albedo},
     ]
+    groups[0].update(geometry=True, base_lr=row.lr_density)
     return torch.optim.Adam(groups, betas=(0.9, 0.99), eps=row.adam_eps)
 
 
@@ -450,9 +576,12 @@ def _prepare_step(f, opt, row: Row, step: int):
     if isinstance(f, SDFGridField) and row.beta_end is not None:
         f.set_beta(_beta_at(row, step))
     if row.lr_end != 1.0:
-        frac = step / max(row.steps - 1, 1)
+        start = row.lr_decay_from
+        frac = max(step - start, 0) / max(row.steps - 1 - start, 1)
         scale = row.lr_end + (1 - row.lr_end) * 0.5 * (1 + math.cos(math.pi * frac))
-        opt.param_groups[0]["lr"] = row.lr_density * scale
+        for group in opt.param_groups:
+            if group.get("geometry"):
+                group["lr"] = group["base_lr"] * scale
     return opt
 
 
@@ -477,8 +606,41 @@ def _precondition(f, row: Row) -> None:
         _geometry(f).grad = smooth_grid(g, row.grad_smooth)
 
 
+def _sdf_parameters(f) -> list[torch.Tensor]:
+    if isinstance(f, MultiResSDFField):
+        return f.level_parameters()
+    return [f.sdf_grid]
+
+
+def _eikonal(f, row: Row) -> torch.Tensor:
+    if isinstance(f, MultiResSDFField):
+        return f.eikonal_loss(row.eikonal_level)
+    return f.eikonal_loss()
+
+
+def _backward(f, row: Row, loss) -> None:
+    """loss.backward(), then (eikonal_relative) the eikonal gradient added at its share of
+    the data gradient's norm."""
+    loss.backward()
+    if row.eikonal_relative > 0 and isinstance(f, SDFGridField):
+        params = _sdf_parameters(f)
+        g_eik = torch.autograd.grad(_eikonal(f, row), params, allow_unused=True)
+        g_eik = [
+            torch.zeros_like(p) if g is None else g for p, g in zip(params, g_eik, strict=True)
+        ]
+        data = torch.sqrt(sum(p.grad.square().sum() for p in params if p.grad is not None))
+        eik = torch.sqrt(sum(g.square().sum() for g in g_eik))
+        scale = row.eikonal_relative * data / eik.clamp(min=1e-12)
+        for p, g in zip(params, g_eik, strict=True):
+            p.grad = scale * g if p.grad is None else p.grad + scale * g
+
+
 def _regularised(f, row: Row, out: RenderOutput, loss):
-    if isinstance(f, SDFGridField) and row.eikonal > 0:
+    if row.eikonal_relative > 0:
+        pass  # added to the gradient by _backward
+    elif isinstance(f, MultiResSDFField) and row.eikonal > 0:
+        loss = loss + row.eikonal * f.eikonal_loss(row.eikonal_level)
+    elif isinstance(f, SDFGridField) and row.eikonal > 0:
         loss = loss + row.eikonal * f.eikonal_loss()
     if row.sparsity > 0:
         loss = loss + row.sparsity * opacity_sparsity(out)
@@ -510,7 +672,7 @@ def oracle_fit(
         out = render_row(f, cameras, shading, row, gen)
         loss = _regularised(f, row, out, F.mse_loss(out.rgb, target))
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        _backward(f, row, loss)
         _precondition(f, row)
         before = _geometry(f).detach().clone() if trace is not None else None
         opt.step()
@@ -528,6 +690,9 @@ def oracle_fit(
 
 
 def _geometry(f) -> torch.Tensor:
+    """The geometry's finest parameter (what the gradient statistics and smoothing see)."""
+    if isinstance(f, MultiResSDFField):
+        return f.sdf_levels[-1]
     return f.sdf_grid if isinstance(f, SDFGridField) else f.density_raw
 
 
@@ -639,7 +804,7 @@ def distill(
             state.update(preds)
         loss = _regularised(f, row, out, surrogate_loss(x0, grad))
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        _backward(f, row, loss)
         _precondition(f, row)
         before = _geometry(f).detach().clone() if trace is not None else None
         opt.step()
@@ -726,11 +891,16 @@ def _load(name: str) -> list[dict]:
 
 
 def _save(name: str, record: dict) -> None:
+    import fcntl
+
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     key = ("row", "prompt", "estimator")
-    kept = [r for r in _load(name) if any(r.get(k) != record.get(k) for k in key)]
+    # Runs in parallel append to the same file: read-modify-write under a lock.
     path = OUT_DIR / f"{name}.json"
-    path.write_text(json.dumps(kept + [record], indent=1, allow_nan=True) + "\n")
+    with open(path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        kept = [r for r in _load(name) if any(r.get(k) != record.get(k) for k in key)]
+        path.write_text(json.dumps(kept + [record], indent=1, allow_nan=True) + "\n")
 
 
 def _slug(text: str) -> str:
@@ -848,7 +1018,8 @@ def write_tables() -> str:
         "|sum g| / sum |g| weighted by |g| (a random sign gives about 1/sqrt(window), 0.1",
         "for 100 steps), the mean |gradient| on the geometry's nodes near the surface",
         "(within 2 voxels of sdf = 0; density between 1 and 8) and far from it, and the",
-        "mean |Adam update| there as a fraction of the learning rate.",
+        "mean |Adam update| there as a fraction of the learning rate (lr_density; for the",
+        "multi-resolution SDF these columns are its finest level's, whose own lr may be lower).",
         "",
         *_trace_table(_load("distill") + _load("oracle")),
         "",

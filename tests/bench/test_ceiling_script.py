@@ -57,3 +57,45 @@ def test_gradient_trace_reads_sign_consistency_and_step_size():
     flipped = trace.summary(field, lr=0.01)
     assert flipped["consistency"] < 1e-6
     assert flipped["step_near"] == 0.0
+
+
+def test_relative_eikonal_adds_its_gradient_at_the_given_share_of_the_data_gradient():
+    c = _ceiling()
+    row = c.Row("t", kind="multires", levels=(3, 5, 9), eikonal_relative=0.25)
+    field = c.build_field(row)
+    with torch.no_grad():
+        field.sdf_levels[0].mul_(2.0)  # |grad| = 2: the eikonal term has a gradient
+    weights = torch.randn(9, 9, 9, generator=torch.Generator().manual_seed(0))
+    params = field.level_parameters()
+    data = torch.autograd.grad((field.sdf_grid * weights).sum(), params)
+    eik = torch.autograd.grad(field.eikonal_loss(), params)
+    c._backward(field, row, (field.sdf_grid * weights).sum())
+    added = [p.grad - d for p, d in zip(params, data, strict=True)]
+    norm = lambda gs: torch.sqrt(sum(g.square().sum() for g in gs))  # noqa: E731
+    assert abs(norm(added) / norm(data) - 0.25) < 1e-4
+    cosine = sum((a * e).sum() for a, e in zip(added, eik, strict=True)) / norm(added) / norm(eik)
+    assert cosine > 0.9999  # the eikonal term's own direction
+
+
+def test_multires_optimiser_has_a_group_a_level_and_the_decay_waits_for_its_step():
+    c = _ceiling()
+    row = c.Row(
+        "t",
+        kind="multires",
+        levels=(3, 5, 9),
+        lr_density=0.01,
+        level_lr=(1.0, 1.0, 0.25),
+        level_decay=(0.0, 0.0, 10.0),
+        lr_end=0.1,
+        lr_decay_from=50,
+        steps=101,
+    )
+    field = c.build_field(row)
+    opt = c.optimizer(field, row)
+    lrs = [g["lr"] for g in opt.param_groups]
+    assert lrs == [0.01, 0.01, 0.0025, 0.01, row.lr_albedo]  # levels, beta, albedo
+    assert [g["weight_decay"] for g in opt.param_groups][:3] == [0.0, 0.0, 10.0]
+    for step, scale in ((0, 1.0), (50, 1.0), (75, 0.55), (100, 0.1)):
+        opt = c._prepare_step(field, opt, row, step)
+        assert abs(opt.param_groups[2]["lr"] - 0.0025 * scale) < 1e-9
+        assert opt.param_groups[-1]["lr"] == row.lr_albedo  # albedo keeps its rate

@@ -213,3 +213,130 @@ class SDFGridField(RadianceField):
                     ),
                 )
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+@dataclass(frozen=True)
+class MultiResSDFConfig:
+    """Signed distance as a sum of grids at several resolutions, started as a sphere."""
+
+    # Nodes per side of each level, coarse to fine. Nested sizes (R_fine - 1 a multiple of
+    # R_coarse - 1) make a coarse level's trilinear upsampling exact, so the rendered field
+    # is exactly the sum of each level's own trilinear field.
+    levels: tuple[int, ...] = (9, 17, 33)
+    # The start is the sphere d = |p| - r on the finest nodes: the coarsest level holds it
+    # and the finest the coarse level's interpolation error (its facets), the others 0.
+    init_radius: float = 0.5
+    beta: float = 0.03
+    beta_min: float = 0.005
+    learn_beta: bool = True
+    # None: the finer levels add their raw values. Else each adds residual_max * tanh(raw),
+    # so the detail can never move the surface more than residual_max per level.
+    residual_max: float | None = None
+
+    def __post_init__(self) -> None:
+        if not self.levels or any(r < 2 for r in self.levels):
+            raise SSD3DError(f"every level needs >= 2 nodes per side; got {self.levels}")
+        if list(self.levels) != sorted(set(self.levels)):
+            raise SSD3DError(f"levels must increase strictly; got {self.levels}")
+        if not 0 < self.beta_min < self.beta:
+            raise SSD3DError(f"need 0 < beta_min < beta; got {self.beta_min}, {self.beta}")
+        if not 0 < self.init_radius < SCENE_BOUND:
+            raise SSD3DError(f"init_radius must be in (0, {SCENE_BOUND}); got {self.init_radius}")
+        if self.residual_max is not None and not self.residual_max > 0:
+            raise SSD3DError(f"residual_max must be > 0 or None; got {self.residual_max}")
+
+
+class MultiResSDFField(SDFGridField):
+    """An ``SDFGridField`` whose signed-distance grid is the sum of several levels.
+
+    sdf_grid = sum_k upsample(level_k) at the finest level's resolution (trilinear,
+    align_corners), read-only and recomputed from the parameters ``sdf_levels``; the
+    density, normals, eikonal term and albedo (one grid at the finest resolution) are the
+    parent's. A coarse node's gradient is the sum of the fine nodes' gradients under the
+    upsampling's weights, so an optimiser moving the coarse levels moves a smooth shape;
+    the finer levels can be given a lower rate or a decay (their own parameter groups,
+    ``level_parameters``). No ``grow``: the finest level is the resolution.
+    """
+
+    def __init__(self, config: MultiResSDFConfig = MultiResSDFConfig()) -> None:
+        nn.Module.__init__(self)
+        self.config = config
+        coarse, *finer = config.levels
+        levels = [self._sphere(coarse, config.init_radius)] + [torch.zeros(r, r, r) for r in finer]
+        r = config.levels[-1]
+        if finer:
+            up = F.interpolate(
+                levels[0][None, None], size=(r,) * 3, mode="trilinear", align_corners=True
+            )
+            error = self._sphere(r, config.init_radius) - up[0, 0]
+            if config.residual_max is not None:  # as close as the bound allows
+                error = torch.atanh((error / config.residual_max).clamp(-0.99, 0.99))
+            levels[-1] = error
+        self.sdf_levels = nn.ParameterList([nn.Parameter(x.contiguous()) for x in levels])
+        self.albedo_raw = nn.Parameter(torch.zeros(3, r, r, r))
+        self.log_beta = nn.Parameter(
+            torch.tensor(math.log(config.beta - config.beta_min)),
+            requires_grad=config.learn_beta,
+        )
+
+    @property
+    def resolution(self) -> int:
+        return self.config.levels[-1]
+
+    def level_values(self, k: int) -> Tensor:
+        """Level k's own signed-distance contribution on its nodes [R_k, R_k, R_k]."""
+        raw = self.sdf_levels[k]
+        if k == 0 or self.config.residual_max is None:
+            return raw
+        return self.config.residual_max * torch.tanh(raw)
+
+    def composed(self, upto: int | None = None) -> Tensor:
+        """Sum of levels 0..upto (default: all) at level ``upto``'s resolution."""
+        upto = len(self.config.levels) - 1 if upto is None else upto
+        size = (self.config.levels[upto],) * 3
+        total = self.level_values(upto)
+        for k in range(upto):
+            total = (
+                total
+                + F.interpolate(
+                    self.level_values(k)[None, None],
+                    size=size,
+                    mode="trilinear",
+                    align_corners=True,
+                )[0, 0]
+            )
+        return total
+
+    @property
+    def sdf_grid(self) -> Tensor:
+        return self.composed()
+
+    def eikonal_loss(self, upto: int | None = None) -> Tensor:
+        """Mean (|grad sdf| - 1)^2 over the nodes of level ``upto``'s composed grid
+        (default: the finest, the rendered field; 0: the coarse shape alone)."""
+        grid = self.composed(upto)
+        spacing = 2 * SCENE_BOUND / (grid.shape[-1] - 1)
+        dz, dy, dx = torch.gradient(grid, spacing=spacing)
+        return (torch.stack([dx, dy, dz]).norm(dim=0) - 1).square().mean()
+
+    def forward_with_normals(self, points: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        sdf = self.sdf_grid  # composed once for the values and their gradient
+        spacing = 2 * SCENE_BOUND / (self.resolution - 1)
+        dz, dy, dx = torch.gradient(sdf, spacing=spacing)
+        grid = torch.cat([sdf[None], self.albedo_raw, torch.stack([dx, dy, dz])], dim=0)
+        raw = self._sample(grid, points)
+        return (
+            self.density_from_sdf(raw[:, 0]),
+            torch.sigmoid(raw[:, 1:4]),
+            normalize(raw[:, 4:7]),
+        )
+
+    def level_parameters(self) -> list[nn.Parameter]:
+        """The levels, coarse to fine (each may get its own optimiser group)."""
+        return list(self.sdf_levels)
+
+    def density_parameters(self) -> list[nn.Parameter]:
+        return self.level_parameters() + ([self.log_beta] if self.log_beta.requires_grad else [])
+
+    def grow(self, resolution: int) -> SDFGridField:
+        raise SSD3DError("a multi-resolution SDF has fixed levels; it does not grow")
