@@ -32,6 +32,7 @@ SECTIONS = {
     "ssd-claims-3d": "ssd-3d.md",
     "judge-views": "judge-views.md",
     "representations": "representations.md",
+    "representations-toy": "representations.md",
     "peers-exact": "peers.md",
     "peers-toy": "peers.md",
 }

@@ -61,6 +61,11 @@ for part in "${parts[@]}"; do
         python benchmarks/step_time.py --prior exact --steps 20 representation=gaussians
         echo '```'
       } | "${section[@]}" representations
+      # The Gaussians with the learned prior: the toy preset's section for them (a tenth of
+      # the voxel grid's opacity sparsity) beside the voxel weight.
+      python scripts/bench_tables.py $bench/toy-gaussians $bench/toy-gaussians-sparsity-300 \
+        --names "sparsity 30 (the preset's),sparsity 300 (the voxel grid's)" \
+        | "${section[@]}" representations-toy
       ;;
     smoothing)
       { echo '```'; python benchmarks/exact_smoothing.py; echo '```'; } | "${section[@]}" smoothing

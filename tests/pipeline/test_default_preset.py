@@ -106,3 +106,25 @@ def test_growth_changes_the_grid_at_its_step_and_keeps_resume_exact(tmp_path, ti
     b = RunDir(stopped).load_checkpoint().scene
     assert a["field.density_raw"].shape == (grown,) * 3
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_presets_per_representation_section_applies_to_that_representation_only():
+    from ssd3d.pipeline.config import resolve_config
+
+    raw = preset("toy", "nerf")
+    assert "per_representation" not in raw
+    voxels = resolve_config("toy", {}, [])
+    gaussians = resolve_config("toy", {}, ["representation=gaussians"])
+    # The voxel-tuned sparsity stays on the voxel grid; the Gaussians get their own weight.
+    assert voxels.regularisers.opacity_sparsity == raw["regularisers"]["opacity_sparsity"]
+    assert 0 < gaussians.regularisers.opacity_sparsity < voxels.regularisers.opacity_sparsity
+    assert gaussians.steps == voxels.steps and gaussians.estimator == voxels.estimator
+    # What the user says still wins over the section, as an override or a command's option.
+    mine = resolve_config(
+        "toy", {"representation": "gaussians"}, ["regularisers.opacity_sparsity=7"]
+    )
+    assert mine.representation == "gaussians" and mine.regularisers.opacity_sparsity == 7
+    # A preset without a section for the representation is the preset as it is.
+    assert resolve_config("exact", {}, ["representation=gaussians"]).regularisers == (
+        resolve_config("exact", {}, []).regularisers
+    )

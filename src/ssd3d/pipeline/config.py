@@ -260,18 +260,30 @@ class GenerateConfig:
         return StableDiffusionConfig(**kwargs)
 
 
-def preset(prior: str) -> dict:
-    """The preset for a prior as a plain mapping (``ssd3d/configs/<prior>.yaml``)."""
+# A preset's section of settings that hold for one representation only, merged over the rest
+# of the preset when a run picks that representation: a regulariser's weight is tuned on one
+# scene's parameters and means something else on another's.
+PER_REPRESENTATION = "per_representation"
+
+
+def preset(prior: str, representation: str | None = None) -> dict:
+    """The preset for a prior as a plain mapping (``ssd3d/configs/<prior>.yaml``), with its
+    ``per_representation`` section for ``representation`` (the preset's own when None)
+    merged in."""
     if prior not in PRIORS:
         raise SSD3DError(f"unknown prior '{prior}' (known: {', '.join(PRIORS)})")
     with resources.as_file(resources.files("ssd3d") / "configs" / f"{prior}.yaml") as path:
-        return load_yaml(path)
+        data = load_yaml(path)
+    sections = data.pop(PER_REPRESENTATION, {})
+    chosen = representation or data.get("representation", GenerateConfig.representation)
+    return merge(data, sections.get(chosen, {}))
 
 
 def resolve_config(prior: str, fields: dict, overrides: list[str]) -> GenerateConfig:
-    """Preset for ``prior``, then explicit fields (from CLI options), then ``key=value``s."""
-    data = merge(preset(prior), {**fields, "prior": prior})
-    data = merge(data, nest([parse_override(o) for o in overrides]))
+    """Preset for ``prior`` (with its section for the chosen representation), then explicit
+    fields (from CLI options), then ``key=value``s: what the user gives always wins."""
+    user = merge({**fields, "prior": prior}, nest([parse_override(o) for o in overrides]))
+    data = merge(preset(prior, user.get("representation")), user)
     return from_dict(GenerateConfig, data)
 
 
