@@ -215,3 +215,18 @@ def test_the_gaussians_opacity_entropy_is_in_the_loss_and_the_log(tiny_prior, ti
     o = torch.sigmoid(torch.logit(torch.tensor(0.2)))  # every opacity at the start
     entropy_grad = -3.0 * torch.logit(o) * o * (1 - o) / 32
     torch.testing.assert_close(grad - plain_grad, entropy_grad.expand(32), rtol=1e-4, atol=1e-7)
+
+
+def test_the_loop_steps_the_gaussians_at_their_scheduled_rates(tiny_prior, tiny_config):
+    from ssd3d.pipeline.run import prepare
+    from ssd3d.scene import GaussianConfig
+
+    gaussians = GaussianConfig(initial_count=16, lr_position_final=0.01, backend="torch")
+    cfg = dataclasses.replace(tiny_config, representation="gaussians", gaussians=gaussians, steps=5)
+    run = prepare(cfg, tiny_prior)
+    for step in range(3):
+        run.run_step()
+        rates = {g["name"]: g["lr"] for g in run.optimizer.param_groups}
+        assert rates["position"] == pytest.approx(run.scene.learning_rates(step, 5)["position"])
+    # step 2 of 5 is halfway: the geometric mean of the first and last rates
+    assert rates["position"] == pytest.approx(1e-3 * 0.1)

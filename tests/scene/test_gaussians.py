@@ -35,6 +35,8 @@ def small(**overrides):
         ("sh_degree", 4, "sh_degree"),
         ("densify_every", 0, "densify_every"),
         ("lr_position", -1.0, "learning rates"),
+        ("lr_position_final", 0.0, "lr_position_final"),
+        ("init_scale", 0.0, "init_scale"),
         ("backend", "cuda", "backend"),
     ],
 )
@@ -360,3 +362,33 @@ def test_default_gaussians_are_never_densified_pruned_or_reset():
     on = GaussianScene(GaussianConfig(initial_count=20, densify_stop=3000, backend="torch"))
     _prepare(on, grads, scales, opacities)
     assert not on.restructure(99) and on.restructure(100) and on.count == 27
+
+
+def test_position_decay_is_log_linear_from_the_rate_to_its_final_fraction():
+    # 3DGS's schedule: lr_position at the first step, lr_position * final at the last, the
+    # geometric mean halfway; the other groups keep their rates.
+    scene = GaussianScene(GaussianConfig(initial_count=4, lr_position=1e-3, lr_position_final=0.01))
+    at = [scene.learning_rates(step, 101) for step in (0, 50, 100, 200)]
+    assert [r["position"] for r in at] == pytest.approx([1e-3, 1e-4, 1e-5, 1e-5])
+    assert all(r["scale"] == 5e-3 and r["opacity"] == 5e-2 for r in at)
+
+
+def test_late_decay_holds_every_rate_then_decays_it_to_its_final_fraction():
+    cfg = GaussianConfig(initial_count=4, lr_late_final=0.1, lr_late_start=0.5)
+    scene = GaussianScene(cfg)
+    base = {g["name"]: g["lr"] for g in scene.param_groups()}
+    for step, factor in [(0, 1.0), (50, 1.0), (75, 0.1**0.5), (100, 0.1)]:
+        rates = scene.learning_rates(step, 101)
+        assert {k: rates[k] for k in base} == pytest.approx(
+            {k: v * factor for k, v in base.items()}
+        )
+    # Off by default: every step at the config's rates.
+    plain = GaussianScene(GaussianConfig(initial_count=4))
+    rates = plain.learning_rates(150, 200)
+    assert {k: rates[k] for k in base} == base
+
+
+def test_init_scale_multiplies_the_nearest_neighbour_scale():
+    one = GaussianScene(GaussianConfig(initial_count=50)).log_scales.detach()
+    two = GaussianScene(GaussianConfig(initial_count=50, init_scale=2.0)).log_scales.detach()
+    torch.testing.assert_close(two - one, torch.full_like(one, math.log(2.0)))

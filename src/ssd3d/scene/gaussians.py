@@ -61,8 +61,9 @@ class GaussianConfig:
 
     Learning rates are DreamGaussian's, whose object and cameras live at the same scale as
     ours (radius-0.5 init ball, cameras at ~2.5): its scene units need no rescaling, unlike
-    3DGS's per-scene ``cameras_extent``. Position decay is left out: the loop uses one
-    learning rate per group, and at ~600 steps DreamGaussian's decay barely starts.
+    3DGS's per-scene ``cameras_extent``. Position decay (``lr_position_final``) and a late
+    decay of every rate (``lr_late_final``) are options, off by default (docs/gaussians.md,
+    "Toward the ceiling bar").
     """
 
     # Gaussians at the start. DreamGaussian uses 5000 at 512 px; at 32x32 a pixel covers
@@ -74,6 +75,9 @@ class GaussianConfig:
     init_shape: str = "blob"
     # Radius of the init ball; the voxel grid's blob_radius 0.5, DreamGaussian's radius 0.5.
     init_radius: float = 0.5
+    # Initial scale as a multiple of 3DGS's (the root mean squared distance to the 3 nearest
+    # other points).
+    init_scale: float = 1.0
     # Opacity at the start; 3DGS and DreamGaussian use 0.1.
     init_opacity: float = 0.1
     # Spherical-harmonic degree of the colour (0 view-independent, up to 3); DreamGaussian 0:
@@ -94,6 +98,14 @@ class GaussianConfig:
     lr_colour: float = 5e-2
     # The background is seen by every pixel; the voxel scene's rate (DEFAULT_LR_BACKGROUND).
     lr_background: float = 1e-2
+    # Position rate at the run's last step, as a fraction of lr_position: 3DGS's (and
+    # DreamGaussian's) exponential decay, log-linear from lr_position at step 0 to
+    # lr_position * lr_position_final at the run's end (3DGS: 1.6e-4 -> 1.6e-6, 0.01). 1 off.
+    lr_position_final: float = 1.0
+    # Every rate (but the background's) decays log-linearly from the fraction lr_late_start of
+    # the run to lr_late_final of itself at its end; 1 off.
+    lr_late_final: float = 1.0
+    lr_late_start: float = 0.5
     # Densify (and prune, and reset opacities) at steps densify_start, +every, ... while
     # <= densify_stop; DreamGaussian: density_start_iter 100, densification_interval 100,
     # density_end_iter 3000. Off by default (densify_stop 0): 3DGS's split replaces a Gaussian
@@ -148,6 +160,15 @@ class GaussianConfig:
             )
         if not 0 < self.init_radius <= SCENE_BOUND:
             raise SSD3DError(f"init_radius must be in (0, {SCENE_BOUND}]; got {self.init_radius}")
+        if not self.init_scale > 0:
+            raise SSD3DError(f"init_scale must be > 0; got {self.init_scale}")
+        if not (0 < self.lr_position_final <= 1 and 0 < self.lr_late_final <= 1):
+            raise SSD3DError(
+                "lr_position_final and lr_late_final must be in (0, 1]; got "
+                f"{self.lr_position_final} and {self.lr_late_final}"
+            )
+        if not 0 <= self.lr_late_start < 1:
+            raise SSD3DError(f"lr_late_start must be in [0, 1); got {self.lr_late_start}")
         if not 0 < self.init_opacity < 1:
             raise SSD3DError(f"init_opacity must be in (0, 1); got {self.init_opacity}")
         sh_coefficient_count(self.sh_degree)
@@ -259,7 +280,7 @@ class GaussianScene(nn.Module):
         else:
             radius = torch.full((n, 1), config.init_radius)
         means = direction * radius
-        scale = _nearest_neighbour_scale(means)
+        scale = _nearest_neighbour_scale(means) * config.init_scale
         k = sh_coefficient_count(config.sh_degree)
         self.means = nn.Parameter(means)
         self.log_scales = nn.Parameter(torch.log(scale)[:, None].repeat(1, 3))
@@ -330,6 +351,19 @@ class GaussianScene(nn.Module):
             ("background", list(self.background.parameters()), c.lr_background),
         ]
         return [{"params": p, "lr": lr, "name": name} for name, p, lr in named if len(p) > 0]
+
+    def learning_rates(self, step: int, steps: int) -> dict[str, float]:
+        """Each group's rate at optimiser step ``step`` (0-based) of a ``steps``-step run:
+        ``param_groups``' rates under the position and late decays (a function of the step
+        only, so a resumed run is bit-exact)."""
+        c = self.config
+        t = min(max(step / max(steps - 1, 1), 0.0), 1.0)
+        late = max(t - c.lr_late_start, 0.0) / (1 - c.lr_late_start)
+        late_factor = c.lr_late_final**late
+        rates = {g["name"]: g["lr"] * late_factor for g in self.param_groups()}
+        rates["position"] *= c.lr_position_final**t
+        rates["background"] = c.lr_background
+        return rates
 
     def _densifying(self, step: int) -> bool:
         return step <= self.config.densify_stop
