@@ -61,10 +61,11 @@ for part in "${parts[@]}"; do
         python benchmarks/step_time.py --prior exact --steps 20 representation=gaussians
         echo '```'
       } | "${section[@]}" representations
-      # The Gaussians with the learned prior: the toy preset's section for them (a tenth of
-      # the voxel grid's opacity sparsity) beside the voxel weight.
-      python scripts/bench_tables.py $bench/toy-gaussians $bench/toy-gaussians-sparsity-300 \
-        --names "sparsity 30 (the preset's),sparsity 300 (the voxel grid's)" \
+      # The Gaussians with the learned prior at three opacity-sparsity weights: the toy
+      # preset's section for them (100) and the voxel grid's (300).
+      python scripts/bench_tables.py $bench/toy-gaussians-sparsity-30 \
+        $bench/toy-gaussians-sparsity-100 $bench/toy-gaussians-sparsity-300 \
+        --names "sparsity 30,sparsity 100 (the preset's),sparsity 300 (the voxel grid's)" \
         | "${section[@]}" representations-toy
       ;;
     smoothing)
