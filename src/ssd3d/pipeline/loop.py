@@ -234,12 +234,9 @@ class Distillation:
         self.scene.observe_gradients(self.step)
         lap("backward")
         self._check_parameter_gradients()
-        # Scenes with a schedule of their own (3D Gaussians' decays) set this step's rates.
-        schedule = getattr(self.scene, "learning_rates", None)
-        if schedule is not None:
-            rates = schedule(self.step, self.cfg.steps)
-            for group in self.optimizer.param_groups:
-                group["lr"] = rates.get(group.get("name"), group["lr"])
+        rates = self.scene.learning_rates(self.step, self.cfg.steps)
+        for group in self.optimizer.param_groups:
+            group["lr"] = rates.get(group.get("name"), group["lr"])
         self.optimizer.step()
         lap("optimizer")
         self.step += 1

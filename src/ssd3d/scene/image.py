@@ -104,6 +104,9 @@ class ImageScene(nn.Module):
     def scene_losses(self) -> dict[str, tuple[float, Tensor]]:
         return {}
 
+    def learning_rates(self, step: int, steps: int) -> dict[str, float]:
+        return {}
+
     def export_mesh(self, resolution: int) -> trimesh.Trimesh:
         raise SSD3DError("a 2D image scene has no mesh")
 

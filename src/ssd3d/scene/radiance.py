@@ -128,6 +128,9 @@ class RadianceScene(nn.Module):
     def scene_losses(self) -> dict[str, tuple[float, Tensor]]:
         return {}
 
+    def learning_rates(self, step: int, steps: int) -> dict[str, float]:
+        return {}
+
     def density(self, points: Tensor) -> Tensor:
         return self.field.density(points)
 

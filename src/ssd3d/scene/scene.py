@@ -63,6 +63,12 @@ class Scene(Protocol):
         none are on."""
         ...
 
+    def learning_rates(self, step: int, steps: int) -> dict[str, float]:
+        """Rates the representation schedules itself at optimiser step ``step`` of a
+        ``steps``-step run, by param-group name (3D Gaussians' decays); a function of the
+        step only, so resume stays exact. Groups left out keep the optimiser's rate."""
+        ...
+
     def export_mesh(self, resolution: int) -> trimesh.Trimesh:
         """The surface as a coloured, outward-wound mesh (SSD3DError when empty)."""
         ...
