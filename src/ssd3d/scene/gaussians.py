@@ -3,10 +3,11 @@
 The recipe is 3DGS's adaptive density control as DreamGaussian and GaussianDreamer use it for
 text-to-3D: start from random points in a ball, then every few steps clone small Gaussians and
 split large ones where the view-space positional gradient is large, prune transparent and
-oversized ones, and periodically reset opacities. The schedule is off by default (see
-``GaussianConfig.densify_stop``): distilled, its splits left fog. The loop drives it through ``restructure``
-(start of a step) and ``observe_gradients`` (after backward); both are deterministic functions
-of the step and of buffers in the ``state_dict``, so a resumed run is bit-exact.
+oversized ones, and periodically reset opacities. The schedule is off by default
+(``GaussianConfig.densify_stop``): under distillation its splits leave fog. The loop drives it
+through ``restructure`` (start of a step) and ``observe_gradients`` (after backward); both are
+deterministic functions of the step and of buffers in the ``state_dict``, so a resumed run is
+bit-exact.
 
 Longer than the project's 400-line mark: initialisation, adaptive density control and its
 checkpointed statistics change the same parameter tensors and must stay in step (the

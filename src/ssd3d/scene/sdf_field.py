@@ -122,10 +122,12 @@ class SDFGridField(RadianceField):
         """Density on d = 0, 1 / (2 beta): the level to export and score the surface at."""
         return float(0.5 / self.beta.detach())
 
-    def _gradient_grid(self) -> Tensor:
-        """d sdf / d(x, y, z) on the nodes by central differences. [3, R, R, R]"""
-        spacing = 2 * SCENE_BOUND / (self.resolution - 1)
-        dz, dy, dx = torch.gradient(self.sdf_grid, spacing=spacing)
+    def _gradient_grid(self, sdf: Tensor | None = None) -> Tensor:
+        """d sdf / d(x, y, z) on the nodes by central differences, of ``sdf`` [R, R, R] over
+        [-1, 1]^3 (default: the field's grid). [3, R, R, R]"""
+        sdf = self.sdf_grid if sdf is None else sdf
+        spacing = 2 * SCENE_BOUND / (sdf.shape[-1] - 1)
+        dz, dy, dx = torch.gradient(sdf, spacing=spacing)
         return torch.stack([dx, dy, dz], dim=0)
 
     def eikonal_loss(self) -> Tensor:
@@ -162,7 +164,8 @@ class SDFGridField(RadianceField):
         return normalize(self._sample(self._gradient_grid(), points))
 
     def forward_with_normals(self, points: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        grid = torch.cat([self.sdf_grid[None], self.albedo_raw, self._gradient_grid()], dim=0)
+        sdf = self.sdf_grid  # read once: a subclass may compose it
+        grid = torch.cat([sdf[None], self.albedo_raw, self._gradient_grid(sdf)], dim=0)
         raw = self._sample(grid, points)
         return (
             self.density_from_sdf(raw[:, 0]),
@@ -314,22 +317,7 @@ class MultiResSDFField(SDFGridField):
     def eikonal_loss(self, upto: int | None = None) -> Tensor:
         """Mean (|grad sdf| - 1)^2 over the nodes of level ``upto``'s composed grid
         (default: the finest, the rendered field; 0: the coarse shape alone)."""
-        grid = self.composed(upto)
-        spacing = 2 * SCENE_BOUND / (grid.shape[-1] - 1)
-        dz, dy, dx = torch.gradient(grid, spacing=spacing)
-        return (torch.stack([dx, dy, dz]).norm(dim=0) - 1).square().mean()
-
-    def forward_with_normals(self, points: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        sdf = self.sdf_grid  # composed once for the values and their gradient
-        spacing = 2 * SCENE_BOUND / (self.resolution - 1)
-        dz, dy, dx = torch.gradient(sdf, spacing=spacing)
-        grid = torch.cat([sdf[None], self.albedo_raw, torch.stack([dx, dy, dz])], dim=0)
-        raw = self._sample(grid, points)
-        return (
-            self.density_from_sdf(raw[:, 0]),
-            torch.sigmoid(raw[:, 1:4]),
-            normalize(raw[:, 4:7]),
-        )
+        return (self._gradient_grid(self.composed(upto)).norm(dim=0) - 1).square().mean()
 
     def level_parameters(self) -> list[nn.Parameter]:
         """The levels, coarse to fine (each may get its own optimiser group)."""
