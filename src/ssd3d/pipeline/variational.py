@@ -22,7 +22,6 @@ from torch import Tensor
 from ssd3d.estimators import Estimator, NoisePredictions, build_estimator
 from ssd3d.pipeline.config import GenerateConfig
 from ssd3d.priors.base import DiffusionPrior
-from ssd3d.priors.toy import ToyPrior
 from ssd3d.priors.variational import (
     FittedGaussianScore,
     ParticleScore,
@@ -31,13 +30,17 @@ from ssd3d.priors.variational import (
 )
 from ssd3d.scene import Cameras
 
+# The priors with a network a LoRA copy can be made of, by the config's prior name; the
+# others (exact, mixtures) have none and get a Gaussian fitted to the renders.
+LORA_PRIORS = ("toy", "stable-diffusion")
+
 
 def particle_score_for(cfg: GenerateConfig, prior: DiffusionPrior) -> ParticleScore:
-    """The particle score of ``prior``'s kind, with the run's settings."""
+    """The particle score of the run's prior kind (``cfg.prior``), with the run's settings."""
     settings, betas, eps = cfg.particle_score, cfg.optim.betas, cfg.optim.eps
-    if isinstance(prior, ToyPrior):
+    if cfg.prior == "toy":
         return ToyLoraScore(prior.unet, prior.alphas_cumprod, settings, betas, eps, cfg.seed)
-    if type(prior).__name__ == "StableDiffusionPrior":  # without importing diffusers here
+    if cfg.prior == "stable-diffusion":
         return StableDiffusionLoraScore(prior, settings, betas, eps, cfg.seed)
     return FittedGaussianScore(prior.alphas_cumprod, settings.momentum)
 
@@ -47,7 +50,7 @@ def describe_particle_score(cfg: GenerateConfig) -> str | None:
     if "particle" not in build_estimator(cfg.estimator).needs:
         return None
     p = cfg.particle_score
-    if cfg.prior in ("toy", "stable-diffusion"):
+    if cfg.prior in LORA_PRIORS:
         camera = "camera-conditioned" if p.camera else "no camera"
         return f"LoRA copy of the prior, rank {p.rank}, AdamW lr {p.lr:g}, {camera}"
     return f"Gaussian fitted to the renders, momentum {p.momentum:g}"
