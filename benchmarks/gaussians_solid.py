@@ -19,6 +19,7 @@ silhouette IoU, and the final Gaussians' count, mean opacity and share above 0.5
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import statistics
 import sys
@@ -30,6 +31,7 @@ import torch
 from ssd3d.bench.config import DEFAULT_PROMPTS, EvalConfig, bench_config
 from ssd3d.bench.oracle import TrueRenders
 from ssd3d.bench.scoring import Scorer
+from ssd3d.pipeline.config import preset
 from ssd3d.pipeline.run import load_prior_for, prepare
 
 # What each variant changes, as overrides (the levers of docs/gaussians.md's table). "old" is
@@ -70,8 +72,26 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "default + position decay 0.01": ("gaussians.lr_position_final=0.01",),
     "default + late decay 0.1": ("gaussians.lr_late_final=0.1",),
     "default + init opacity 0.05": ("gaussians.init_opacity=0.05",),
+    "default + 64x64 renders": ("camera.width=64", "camera.height=64"),
+    "default + lr scale 0.01 + 4096 Gaussians": (
+        "gaussians.lr_scale=0.01",
+        "gaussians.initial_count=4096",
+    ),
+    # where the distillation gap comes from: the timesteps the prior is asked at
+    "default + t annealed to 200": ("timesteps.schedule=annealed", "timesteps.t_max_end=200"),
+    "default + DreamTime t": ("timesteps.schedule=dreamtime",),
+    "default + t <= 400": ("timesteps.t_max=400",),
 }
 METRICS = ("iou", "silhouette_iou", "chamfer", "psnr", "colour_error")
+
+
+def prior_config(cfg):
+    """``cfg`` at the exact preset's render size: the oracle never calls its prior, so any
+    render size fits to the truth without an exact dataset rendered at that size first."""
+    size = preset("exact")["camera"]
+    return dataclasses.replace(
+        cfg, camera=dataclasses.replace(cfg.camera, width=size["width"], height=size["height"])
+    )
 
 
 def run_one(
@@ -88,8 +108,9 @@ def run_one(
         checkpoints=checkpoints,
     )
     cfg = bench.generate_config(bench.estimators[0], prompt, seed)
-    run = prepare(cfg, load_prior_for(cfg))
-    if bench.estimators[0].is_oracle:
+    oracle = bench.estimators[0].is_oracle
+    run = prepare(cfg, load_prior_for(prior_config(cfg) if oracle else cfg))
+    if oracle:
         run.supervision = TrueRenders(cfg.prompt, cfg.background.colour)
     scorer = Scorer(EvalConfig())
     scored = set(bench.checkpoint_steps()) - {0, cfg.steps}

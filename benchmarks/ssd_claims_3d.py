@@ -22,7 +22,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from ssd3d.bench import RESULTS_FILE, read_results
+from ssd3d.bench import RESULTS_FILE, merge_results, read_results
 from ssd3d.bench.results import selected_runs
 from ssd3d.bench.tables import METRICS, checkpoint_at
 from ssd3d.errors import SSD3DError
@@ -38,6 +38,10 @@ DEFAULT_PAIRS = (
     ("ssd", "sds s=7.5"),
     ("ssd (earlier defaults)", "sds s=7.5"),
     ("ssd", "csd"),
+    # SSD's middle interval guided: whether the unguided mode-seeking branch is what SSD
+    # loses where it loses (docs/results/ssd-3d.md, "SSD on 3D Gaussians").
+    ("ssd (three intervals)", "sds s=7.5"),
+    ("ssd (three intervals)", "ssd"),
 )
 # Paired differences further than this many standard errors from 0 count as a difference.
 SIGNIFICANCE_SE = 2.0
@@ -151,14 +155,33 @@ def cost_row(data: dict, a: str, b: str) -> str | None:
     return "; ".join(parts) or None
 
 
-def markdown(folders: list[tuple[str, Path]], pairs: tuple[tuple[str, str], ...]) -> str:
+def read_parts(spec: str) -> dict:
+    """The results of ``folder`` or of ``folder+folder+…``: benchmarks of the same prior,
+    overrides and evaluation run apart with different estimators, read as one (their plans'
+    estimators together), so that estimators of different folders pair run by run."""
+    paths = [Path(p) for p in spec.split("+")]
+    datas = [read_results(p / RESULTS_FILE if p.is_dir() else p) for p in paths]
+    if len(datas) == 1:
+        return datas[0]
+    merged = merge_results(datas)
+    estimators, seen = [], set()
+    for data in datas:
+        for entry in data["config"]["estimators"]:
+            if entry["label"] not in seen:
+                seen.add(entry["label"])
+                estimators.append(entry)
+    merged["config"] = {**merged["config"], "estimators": estimators}
+    return merged
+
+
+def markdown(folders: list[tuple[str, str]], pairs: tuple[tuple[str, str], ...]) -> str:
     lines = [
         "| prior | claim | verdict | runs | evidence (means at the last step; paired runs where the first is better / worse) |",
         "|---|---|---|:-:|---|",
     ]
     facts = []
     for name, folder in folders:
-        data = read_results(folder / RESULTS_FILE if folder.is_dir() else folder)
+        data = read_parts(folder)
         labels = {e["label"] for e in data["config"]["estimators"]}
         cfg = data["config"]
         facts.append(
@@ -192,7 +215,11 @@ def markdown(folders: list[tuple[str, Path]], pairs: tuple[tuple[str, str], ...]
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folders", nargs="+", help="name=benchmark folder, e.g. exact=results/…")
+    parser.add_argument(
+        "folders",
+        nargs="+",
+        help="name=benchmark folder, e.g. exact=results/…; folder+folder reads several as one",
+    )
     args = parser.parse_args(argv)
     folders = []
     for item in args.folders:
@@ -200,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         if not sep or not name or not path:
             print(f"error: expected name=folder, got {item!r}", file=sys.stderr)
             return 2
-        folders.append((name, Path(path)))
+        folders.append((name, path))
     try:
         sys.stdout.write(markdown(folders, DEFAULT_PAIRS))
     except SSD3DError as e:

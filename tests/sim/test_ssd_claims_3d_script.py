@@ -75,3 +75,31 @@ def test_non_finite_metrics_are_left_out_of_the_pairs(claims):
     a = {(p, 0): {"multi_face": math.nan} for p in "x"}
     b = {(p, 0): {"multi_face": 0.5} for p in "x"}
     assert claims.paired(a, b, "multi_face") == []
+
+
+def test_folders_run_apart_pair_their_estimators_run_by_run(claims, tmp_path):
+    import json
+
+    from ssd3d.bench.results import RESULTS_FORMAT
+
+    ssd = [{"iou": 0.8 + 0.01 * i} for i in range(3)]
+    sds = [{"iou": 0.6 + 0.01 * i} for i in range(3)]
+    paths = []
+    for name, points in (("a", {"sds": sds}), ("b", {"ssd": ssd})):
+        data = {"format": RESULTS_FORMAT, **_data(points)}
+        data["config"] |= {"model": None, "overrides": [], "eval": {}}
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.json").write_text(json.dumps(data))
+        paths.append(str(tmp_path / name))
+    alone = claims.markdown([("x", paths[1])], (("ssd", "sds"),))
+    assert "beats" not in alone  # one folder holds only one of the two
+    merged = claims.read_parts("+".join(paths))
+    assert [e["label"] for e in merged["config"]["estimators"]] == ["sds", "ssd"]
+    rows = {r["category"]: r for r in claims.compare(merged, "ssd", "sds")}
+    assert rows["geometry"]["verdict"] == "holds" and rows["geometry"]["runs"] == 3
+    # parts whose numbers are not comparable are refused
+    other = json.loads((tmp_path / "b" / "results.json").read_text())
+    other["config"]["overrides"] = ["representation=gaussians"]
+    (tmp_path / "b" / "results.json").write_text(json.dumps(other))
+    with pytest.raises(Exception, match="differ in overrides"):
+        claims.read_parts("+".join(paths))
