@@ -29,6 +29,8 @@ SECTIONS = {
     "batch": "batch.md",
     "ssd-3d": "ssd-3d.md",
     "ssd-3d-toy": "ssd-3d.md",
+    "ssd-3d-gaussians": "ssd-3d.md",
+    "ssd-3d-gaussians-toy": "ssd-3d.md",
     "ssd-claims-3d": "ssd-3d.md",
     "judge-views": "judge-views.md",
     "representations": "representations.md",

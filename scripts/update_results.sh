@@ -5,7 +5,8 @@
 #                                  [claims] [peers] [smoothing] [sd] [batch] [screenshots] [cards] [judge]
 #                                  (default: all)
 # Each table lands between its markers in its docs/results/*.md page (scripts/results_section.py).
-# tables reads results/bench/{toy,exact-seeds,exact-smoothed,exact-ssd-oracle,toy-ssd,vocabulary} and
+# tables reads results/bench/{toy,exact-seeds,exact-smoothed,exact-ssd-oracle,toy-ssd,exact-gaussians-ssd,
+# toy-gaussians-ssd,vocabulary} and
 # results/bench/gpu-prior/vocabulary*, made by GPU_PRIOR=1 bash benchmarks/toyworld_tables.sh;
 # sd only tabulates results/sd/sd_*.json: run benchmarks/sd_gpu.sh on a GPU first.
 set -euo pipefail
@@ -37,6 +38,8 @@ for part in "${parts[@]}"; do
         --names exact,exact-smoothed | "${section[@]}" bench-smoothing
       python scripts/bench_tables.py $bench/exact-ssd-oracle | "${section[@]}" ssd-3d
       python scripts/bench_tables.py $bench/toy-ssd | "${section[@]}" ssd-3d-toy
+      python scripts/bench_tables.py $bench/exact-gaussians-ssd | "${section[@]}" ssd-3d-gaussians
+      python scripts/bench_tables.py $bench/toy-gaussians-ssd | "${section[@]}" ssd-3d-gaussians-toy
       python scripts/vocabulary_table.py $bench/vocabulary \
         --compare $bench/gpu-prior/vocabulary --compare-name "GPU prior: the same preset" \
         --compare $bench/gpu-prior/vocabulary-24 \
@@ -92,7 +95,8 @@ for part in "${parts[@]}"; do
       # SSD's claims: the simulations' page (about 5 minutes), then the 3D claims section
       python benchmarks/ssd_claims.py --out results/ssd_claims --markdown docs/results/ssd_claims.md
       python benchmarks/ssd_claims_3d.py exact=$bench/exact-ssd-oracle toy=$bench/toy-ssd \
-        | "${section[@]}" ssd-claims-3d
+        exact-gaussians=$bench/exact-gaussians+$bench/exact-gaussians-ssd \
+        toy-gaussians=$bench/toy-gaussians-ssd | "${section[@]}" ssd-claims-3d
       ;;
     peers)
       python scripts/bench_tables.py $bench/exact-peers | "${section[@]}" peers-exact
