@@ -35,6 +35,7 @@ SECTIONS = {
     "judge-views": "judge-views.md",
     "representations": "representations.md",
     "representations-toy": "representations.md",
+    "representations-toy-600": "representations.md",
     "peers-exact": "peers.md",
     "peers-toy": "peers.md",
 }

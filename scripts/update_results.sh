@@ -70,6 +70,8 @@ for part in "${parts[@]}"; do
         $bench/toy-gaussians-sparsity-100 $bench/toy-gaussians-sparsity-300 \
         --names "sparsity 30,sparsity 100 (the preset's),sparsity 300 (the voxel grid's)" \
         | "${section[@]}" representations-toy
+      # Their estimator with the learned prior at the preset's 600 steps (the preset's section).
+      python scripts/bench_tables.py $bench/toy-gaussians-600 | "${section[@]}" representations-toy-600
       ;;
     smoothing)
       { echo '```'; python benchmarks/exact_smoothing.py; echo '```'; } | "${section[@]}" smoothing

@@ -118,7 +118,14 @@ def test_a_presets_per_representation_section_applies_to_that_representation_onl
     # The voxel-tuned sparsity stays on the voxel grid; the Gaussians get their own weight.
     assert voxels.regularisers.opacity_sparsity == raw["regularisers"]["opacity_sparsity"]
     assert 0 < gaussians.regularisers.opacity_sparsity < voxels.regularisers.opacity_sparsity
-    assert gaussians.steps == voxels.steps and gaussians.estimator == voxels.estimator
+    # Their own estimator too (SDS: SSD's earlier formula fades Gaussians); the budget is shared.
+    section = preset("toy", "gaussians")
+    assert gaussians.estimator == section["estimator"] != voxels.estimator == raw["estimator"]
+    assert gaussians.steps == voxels.steps
+    # An estimator the user names wins over the section's, as every other field does.
+    assert resolve_config("toy", {"estimator": "csd"}, ["representation=gaussians"]).estimator == (
+        "csd"
+    )
     # What the user says still wins over the section, as an override or a command's option.
     mine = resolve_config(
         "toy", {"representation": "gaussians"}, ["regularisers.opacity_sparsity=7"]
