@@ -31,6 +31,7 @@ SECTIONS = {
     "ssd-3d-toy": "ssd-3d.md",
     "ssd-3d-gaussians": "ssd-3d.md",
     "ssd-3d-gaussians-toy": "ssd-3d.md",
+    "ssd-3d-three-interval-toy": "ssd-3d.md",
     "ssd-claims-3d": "ssd-3d.md",
     "judge-views": "judge-views.md",
     "representations": "representations.md",
