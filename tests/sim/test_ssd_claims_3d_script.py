@@ -81,6 +81,7 @@ def test_folders_run_apart_pair_their_estimators_run_by_run(claims, tmp_path):
     import json
 
     from ssd3d.bench.results import RESULTS_FORMAT
+    from ssd3d.errors import SSD3DError
 
     ssd = [{"iou": 0.8 + 0.01 * i} for i in range(3)]
     sds = [{"iou": 0.6 + 0.01 * i} for i in range(3)]
@@ -101,5 +102,5 @@ def test_folders_run_apart_pair_their_estimators_run_by_run(claims, tmp_path):
     other = json.loads((tmp_path / "b" / "results.json").read_text())
     other["config"]["overrides"] = ["representation=gaussians"]
     (tmp_path / "b" / "results.json").write_text(json.dumps(other))
-    with pytest.raises(Exception, match="differ in overrides"):
+    with pytest.raises(SSD3DError, match="differ in overrides"):
         claims.read_parts("+".join(paths))
