@@ -4,10 +4,14 @@ import pytest
 import torch
 
 from ssd3d.bench.metrics import (
+    carved_occupancy,
+    carving_cameras,
     chamfer_distance,
     colour_error,
     depth_error,
+    grid_points,
     iou_over_yaw,
+    occupancy_iou,
     psnr,
     sample_surface,
     sample_surface_with_normals,
@@ -215,3 +219,66 @@ def test_surface_samples_carry_outward_unit_normals():
     assert normals.norm(dim=-1).sub(1).abs().max() < 1e-5
     # On a sphere at the origin the outward normal is the point's direction.
     assert (normals * torch.nn.functional.normalize(points, dim=-1)).sum(-1).min() > 0.99
+
+
+# --- space carving --------------------------------------------------------------------------
+
+
+def _ball_maps(cameras, radius: float, depth_bias: float = 0.0):
+    """Exact opacity and depth renders [B, 1, H, W] of a solid ball at the origin."""
+    from ssd3d.scene.rays import generate_rays
+
+    rays = generate_rays(cameras)
+    b = (rays.origins * rays.directions).sum(-1)
+    c = rays.origins.square().sum(-1) - radius**2
+    disc = b.square() - c
+    hit = disc > 0
+    t = -b - disc.clamp(min=0).sqrt() + depth_bias
+    opacity = hit.float()[:, None]
+    return opacity, (t * hit)[:, None]
+
+
+def _ball(points, radius):
+    return points.norm(dim=-1) < radius
+
+
+def test_carving_recovers_a_ball_and_sees_a_smaller_one_as_smaller():
+    cameras = carving_cameras(resolution=48)
+    points = grid_points(32)
+    # Silhouettes only (the visual hull): a convex object's hull contains it.
+    big = carved_occupancy(*_ball_maps(cameras, 0.5), cameras, points, depth_tolerance=math.inf)
+    small = carved_occupancy(*_ball_maps(cameras, 0.35), cameras, points, depth_tolerance=math.inf)
+    # One ray per pixel puts each silhouette's edge within half a pixel (0.025 scene units at
+    # 48 px): carving keeps every point a pixel inside the ball and nothing a pixel outside.
+    pixel = 0.05
+    for carved, radius in ((big, 0.5), (small, 0.35)):
+        assert bool(carved[_ball(points, radius - pixel)].all())
+        assert not bool(carved[~_ball(points, radius + pixel)].any())
+        assert occupancy_iou(carved, _ball(points, radius)) > 0.8
+    # Volumes scale with the cube of the radius: (0.35 / 0.5)^3 = 0.343.
+    assert occupancy_iou(big, small) == pytest.approx(0.343, abs=0.05)
+    assert occupancy_iou(big, big) == 1.0
+
+
+def test_carving_trusts_the_depth_only_up_to_its_tolerance():
+    cameras = carving_cameras(resolution=48)
+    points = grid_points(32)
+    true = carved_occupancy(*_ball_maps(cameras, 0.5), cameras, points)
+    # A surface drawn 0.15 too deep in every view carves a shell off the front of it.
+    deep = _ball_maps(cameras, 0.5, depth_bias=0.15)
+    carved = carved_occupancy(*deep, cameras, points)
+    assert occupancy_iou(carved, _ball(points, 0.35)) > 0.75
+    assert occupancy_iou(carved, true) < 0.5
+    # Forgiving that much of depth, or ignoring it (the visual hull), gives the ball back.
+    assert (
+        occupancy_iou(carved_occupancy(*deep, cameras, points, depth_tolerance=0.15), true) > 0.95
+    )
+    hull = carved_occupancy(*deep, cameras, points, depth_tolerance=math.inf)
+    assert occupancy_iou(hull, true) > 0.9
+
+
+def test_carving_rejects_maps_that_do_not_match_the_cameras():
+    cameras = carving_cameras(resolution=16)
+    opacity, depth = _ball_maps(cameras, 0.5)
+    with pytest.raises(ValueError, match="carving needs"):
+        carved_occupancy(opacity[:3], depth[:3], cameras, grid_points(8))

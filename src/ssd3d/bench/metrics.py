@@ -20,6 +20,7 @@ from torch import Tensor
 
 from ssd3d.errors import SSD3DError
 from ssd3d.export.mesh import DEFAULT_DENSITY_THRESHOLD, AlbedoFn, DensityFn
+from ssd3d.scene.cameras import Cameras
 from ssd3d.toyworld.shapes import (
     SHAPE_RADIUS,
     get_shape,
@@ -375,3 +376,121 @@ def surface_metrics(
         "chamfer": float((d_ab.mean() + d_ba.mean()) / 2),
         "normal_consistency": float(consistency),
     }
+
+
+# --- the space every view sees behind the surface (space carving) ---------------------------
+# 3D IoU at a density level asks the field for an interior the renders never pin down (a
+# hollow shell of Gaussians renders like a solid, and the best level differs from scene to
+# scene). Carving asks only what the renders show: a point is occupied when every view of a
+# fixed set covers it (opacity > 0.5) and sees its surface in front of it. The same carving
+# of the true renders is the reference, so a scene that renders like the truth from every
+# view scores 1 however its interior is filled, and a cavity counts when a view sees into it.
+
+# Three rings of 8 views (the middle one the orbit's 15 degrees, the others turned by half a
+# step) and the two poles: every face of a ToyWorld shape is seen within about 30 degrees of
+# its normal, the tops and bottoms included.
+CARVE_ELEVATIONS_DEG = (-30.0, 15.0, 60.0)
+CARVE_RING_VIEWS = 8
+CARVE_POLE_DEG = 89.9  # straight down and up (the frame is defined at 90; 89.9 keeps yaw 0)
+# 64 px: a pixel is 0.037 scene units at the object, about the IoU grid's 0.031.
+CARVE_RESOLUTION = 64
+# Neighbouring pixels whose depths differ by more than this straddle a depth edge (scene
+# units: far above a smooth surface's change from pixel to pixel, below any gap between two
+# ToyWorld surfaces behind one another).
+CARVE_DEPTH_EDGE = 0.1
+
+
+def carving_cameras(resolution: int = CARVE_RESOLUTION, device=None) -> Cameras:
+    """The fixed views occupancy is carved from: 3 rings of 8 and the 2 poles (26 cameras)."""
+    from ssd3d.scene.cameras import ORBIT_DISTANCE, ORBIT_FOV_DEG, spherical_cameras
+
+    elevation, azimuth = [], []
+    for ring, elev in enumerate(CARVE_ELEVATIONS_DEG):
+        offset = 0.5 * (ring % 2) * 360.0 / CARVE_RING_VIEWS
+        for k in range(CARVE_RING_VIEWS):
+            elevation.append(elev)
+            azimuth.append(offset + 360.0 * k / CARVE_RING_VIEWS)
+    elevation += [CARVE_POLE_DEG, -CARVE_POLE_DEG]
+    azimuth += [0.0, 0.0]
+    elev = torch.tensor(elevation, device=device)
+    azim = torch.tensor(azimuth, device=device)
+    return spherical_cameras(
+        elev,
+        azim,
+        torch.full_like(elev, ORBIT_DISTANCE),
+        torch.full_like(elev, ORBIT_FOV_DEG),
+        resolution,
+        resolution,
+    )
+
+
+def carved_occupancy(
+    opacity: Tensor,
+    depth: Tensor,
+    cameras: Cameras,
+    points: Tensor,
+    threshold: float = DEFAULT_OPACITY_THRESHOLD,
+    depth_tolerance: float = 0.0,
+) -> Tensor:
+    """Which points [P, 3] every view covers and sees behind its surface: bool [P].
+
+    opacity, depth: the renders [B, 1, H, W] of ``cameras`` (depth the renderer's
+    ``sum_i w_i t_i``, so the surface's distance along a ray is depth / opacity). Coverage is
+    the bilinearly interpolated opacity above ``threshold`` (the silhouette's level); the
+    surface's distance at a point's projection is the bilinear mean of the four nearest
+    pixels' where they lie on one smooth surface, and the nearest of them across a depth edge
+    (more than CARVE_DEPTH_EDGE apart, or a pixel off the silhouette), so the farther surface
+    behind an edge never carves what lies in front of the nearer one. A point outside a view's
+    image is not covered by it.
+    """
+    b, _, h, w = opacity.shape
+    if depth.shape != opacity.shape or cameras.batch_size != b:
+        raise ValueError(
+            f"carving needs opacity and depth [B, 1, H, W] of B cameras; got "
+            f"{tuple(opacity.shape)}, {tuple(depth.shape)} and {cameras.batch_size} cameras"
+        )
+    inf = torch.tensor(math.inf, device=points.device)
+    occupied = torch.ones(points.shape[0], dtype=torch.bool, device=points.device)
+    covered_maps = opacity[:, 0].to(points.device) > threshold
+    surface = torch.where(
+        covered_maps, depth[:, 0].to(points.device) / opacity[:, 0].to(points.device), inf
+    )
+    surface = torch.nn.functional.pad(surface, (1, 1, 1, 1), value=math.inf)  # [B, H+2, W+2]
+    focal = cameras.focal_px
+    for view in range(b):
+        rotation, eye = cameras.c2w[view, :3, :3], cameras.c2w[view, :3, 3]
+        local = (points - eye) @ rotation  # camera coordinates: looks down -z, y up
+        z = (-local[:, 2]).clamp(min=1e-6)
+        u = focal[view] * local[:, 0] / z + w / 2  # pixels from the left edge
+        v = -focal[view] * local[:, 1] / z + h / 2  # from the top edge
+        grid = torch.stack([u / w * 2 - 1, v / h * 2 - 1], dim=-1)[None, None]
+        covered = torch.nn.functional.grid_sample(
+            opacity[view : view + 1].to(points.device), grid, align_corners=False
+        )[0, 0, 0]
+        occupied &= covered > threshold
+        # The four pixel centres around (u, v) and the bilinear weights (index 0 is the pad).
+        col, row = torch.floor(u - 0.5), torch.floor(v - 0.5)
+        fu, fv = (u - 0.5 - col).clamp(0, 1), (v - 0.5 - row).clamp(0, 1)
+        c0 = (col.long() + 1).clamp(0, w + 1)
+        c1 = (col.long() + 2).clamp(0, w + 1)
+        r0 = (row.long() + 1).clamp(0, h + 1)
+        r1 = (row.long() + 2).clamp(0, h + 1)
+        s = surface[view]
+        corners = torch.stack([s[r0, c0], s[r0, c1], s[r1, c0], s[r1, c1]], dim=-1)
+        weights = torch.stack([(1 - fv) * (1 - fu), (1 - fv) * fu, fv * (1 - fu), fv * fu], -1)
+        finite = torch.isfinite(corners)
+        nearest = corners.amin(dim=-1)
+        farthest = torch.where(finite, corners, -inf).amax(dim=-1)
+        mean = (torch.where(finite, corners, 0.0) * weights).sum(-1) / (
+            (weights * finite).sum(-1).clamp(min=1e-12)
+        )
+        smooth = finite.all(dim=-1) & (farthest - nearest < CARVE_DEPTH_EDGE)
+        distance = (points - eye).norm(dim=-1)
+        occupied &= distance >= torch.where(smooth, mean, nearest) - depth_tolerance
+    return occupied
+
+
+def occupancy_iou(a: Tensor, b: Tensor) -> float:
+    """IoU of two boolean occupancies of the same points; two empty ones agree: 1."""
+    union = int((a | b).sum())
+    return 1.0 if union == 0 else int((a & b).sum()) / union
