@@ -26,7 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import gaussians_solid  # noqa: E402  (the oracle runs and their variants)
 
-from ssd3d.bench.config import bench_config  # noqa: E402
+from ssd3d.bench.config import EvalConfig, bench_config  # noqa: E402
 from ssd3d.bench.metrics import (  # noqa: E402
     carved_occupancy,
     carving_cameras,
@@ -35,11 +35,10 @@ from ssd3d.bench.metrics import (  # noqa: E402
     occupancy_iou,
 )
 from ssd3d.bench.oracle import TrueRenders  # noqa: E402
+from ssd3d.bench.scoring import Scorer  # noqa: E402
 from ssd3d.pipeline.run import load_prior_for, prepare  # noqa: E402
-from ssd3d.scene import RenderConfig, SolidBackground, fixed_shading, render  # noqa: E402
-from ssd3d.toyworld.render_dataset import GROUND_TRUTH_SAMPLES  # noqa: E402
+from ssd3d.scene import fixed_shading  # noqa: E402
 from ssd3d.toyworld.shapes import rotate_yaw, sdf  # noqa: E402
-from ssd3d.toyworld.truth import GroundTruthField  # noqa: E402
 from ssd3d.toyworld.vocabulary import parse_prompt  # noqa: E402
 
 LEVELS = (0.2, 0.5, 0.8)
@@ -62,32 +61,26 @@ def fit_oracle(variant: str, prompt: str, steps: int, seed: int):
 @torch.no_grad()
 def score(scene, prompt: str) -> dict[str, float]:
     shape = parse_prompt(prompt).shape
-    row = {}
-    for level in LEVELS:
-        row[f"level {level}"], yaw = iou_over_yaw(scene.density, shape, threshold=level)
-        if level == 0.5:
-            best_yaw = yaw
+    row = {
+        f"level {level}": iou_over_yaw(scene.density, shape, threshold=level)[0] for level in LEVELS
+    }
+    # The other scores are taken at the yaw the export's level aligns best, as the benchmark's.
+    _, best_yaw = iou_over_yaw(scene.density, shape, threshold=scene.surface_level)
+    scorer = Scorer(EvalConfig())
     cameras = carving_cameras()
-    shading = fixed_shading("lambertian", cameras)
-    out = scene.render(cameras, shading)
-    truth = render(
-        GroundTruthField.from_prompt(prompt),
-        cameras,
-        SolidBackground(),
-        RenderConfig(GROUND_TRUTH_SAMPLES),
-        shading,
-    )
+    out = scene.render(cameras, fixed_shading(scorer.cfg.shading, cameras))
+    _, truth_opacity, truth_depth = scorer.truth_maps(prompt, 0.0, cameras)
     # Where the scene draws its surface along each ray, against the truth: the median signed
     # difference of E[t | hit] over pixels both cover (positive: drawn behind the true surface).
-    both = (out.opacity > 0.5) & (truth.opacity > 0.5)
-    drawn = out.depth / out.opacity.clamp(min=1e-6) - truth.depth / truth.opacity.clamp(min=1e-6)
+    both = (out.opacity > 0.5) & (truth_opacity > 0.5)
+    drawn = out.depth / out.opacity.clamp(min=1e-6) - truth_depth / truth_opacity.clamp(min=1e-6)
     row["depth bias"] = float(drawn[both].median())
     points = grid_points()
     turned = rotate_yaw(points, math.radians(best_yaw))  # the scene turned onto the truth
     shape_occupancy = sdf(shape, points) < 0
     for tol in TOLERANCES:
         carved = carved_occupancy(out.opacity, out.depth, cameras, turned, depth_tolerance=tol)
-        true = carved_occupancy(truth.opacity, truth.depth, cameras, points, depth_tolerance=tol)
+        true = carved_occupancy(truth_opacity, truth_depth, cameras, points, depth_tolerance=tol)
         row[f"carved, tol {tol:g}"] = occupancy_iou(carved, true)
         row[f"truth carved, tol {tol:g}"] = occupancy_iou(true, shape_occupancy)
     return row

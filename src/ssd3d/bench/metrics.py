@@ -20,7 +20,7 @@ from torch import Tensor
 
 from ssd3d.errors import SSD3DError
 from ssd3d.export.mesh import DEFAULT_DENSITY_THRESHOLD, AlbedoFn, DensityFn
-from ssd3d.scene.cameras import Cameras
+from ssd3d.scene.cameras import ORBIT_DISTANCE, ORBIT_FOV_DEG, Cameras, spherical_cameras
 from ssd3d.toyworld.shapes import (
     SHAPE_RADIUS,
     get_shape,
@@ -402,8 +402,6 @@ CARVE_DEPTH_EDGE = 0.1
 
 def carving_cameras(resolution: int = CARVE_RESOLUTION, device=None) -> Cameras:
     """The fixed views occupancy is carved from: 3 rings of 8 and the 2 poles (26 cameras)."""
-    from ssd3d.scene.cameras import ORBIT_DISTANCE, ORBIT_FOV_DEG, spherical_cameras
-
     elevation, azimuth = [], []
     for ring, elev in enumerate(CARVE_ELEVATIONS_DEG):
         offset = 0.5 * (ring % 2) * 360.0 / CARVE_RING_VIEWS
@@ -451,10 +449,9 @@ def carved_occupancy(
         )
     inf = torch.tensor(math.inf, device=points.device)
     occupied = torch.ones(points.shape[0], dtype=torch.bool, device=points.device)
-    covered_maps = opacity[:, 0].to(points.device) > threshold
-    surface = torch.where(
-        covered_maps, depth[:, 0].to(points.device) / opacity[:, 0].to(points.device), inf
-    )
+    opacity, depth = opacity.to(points.device), depth.to(points.device)
+    # The surface's distance along each pixel's ray; inf off the silhouette.
+    surface = torch.where(opacity[:, 0] > threshold, depth[:, 0] / opacity[:, 0], inf)
     surface = torch.nn.functional.pad(surface, (1, 1, 1, 1), value=math.inf)  # [B, H+2, W+2]
     focal = cameras.focal_px
     for view in range(b):
@@ -465,7 +462,7 @@ def carved_occupancy(
         v = -focal[view] * local[:, 1] / z + h / 2  # from the top edge
         grid = torch.stack([u / w * 2 - 1, v / h * 2 - 1], dim=-1)[None, None]
         covered = torch.nn.functional.grid_sample(
-            opacity[view : view + 1].to(points.device), grid, align_corners=False
+            opacity[view : view + 1], grid, align_corners=False
         )[0, 0, 0]
         occupied &= covered > threshold
         # The four pixel centres around (u, v) and the bilinear weights (index 0 is the pad).
