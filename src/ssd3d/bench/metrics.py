@@ -20,7 +20,7 @@ from torch import Tensor
 
 from ssd3d.errors import SSD3DError
 from ssd3d.export.mesh import DEFAULT_DENSITY_THRESHOLD, AlbedoFn, DensityFn
-from ssd3d.scene.cameras import ORBIT_DISTANCE, ORBIT_FOV_DEG, Cameras, spherical_cameras
+from ssd3d.scene.cameras import Cameras, surround_cameras
 from ssd3d.toyworld.shapes import (
     SHAPE_RADIUS,
     get_shape,
@@ -386,12 +386,6 @@ def surface_metrics(
 # of the true renders is the reference, so a scene that renders like the truth from every
 # view scores 1 however its interior is filled, and a cavity counts when a view sees into it.
 
-# Three rings of 8 views (the middle one the orbit's 15 degrees, the others turned by half a
-# step) and the two poles: every face of a ToyWorld shape is seen within about 30 degrees of
-# its normal, the tops and bottoms included.
-CARVE_ELEVATIONS_DEG = (-30.0, 15.0, 60.0)
-CARVE_RING_VIEWS = 8
-CARVE_POLE_DEG = 89.9  # straight down and up (the frame is defined at 90; 89.9 keeps yaw 0)
 # 64 px: a pixel is 0.037 scene units at the object, about the IoU grid's 0.031.
 CARVE_RESOLUTION = 64
 # Neighbouring pixels whose depths differ by more than this straddle a depth edge (scene
@@ -402,24 +396,7 @@ CARVE_DEPTH_EDGE = 0.1
 
 def carving_cameras(resolution: int = CARVE_RESOLUTION, device=None) -> Cameras:
     """The fixed views occupancy is carved from: 3 rings of 8 and the 2 poles (26 cameras)."""
-    elevation, azimuth = [], []
-    for ring, elev in enumerate(CARVE_ELEVATIONS_DEG):
-        offset = 0.5 * (ring % 2) * 360.0 / CARVE_RING_VIEWS
-        for k in range(CARVE_RING_VIEWS):
-            elevation.append(elev)
-            azimuth.append(offset + 360.0 * k / CARVE_RING_VIEWS)
-    elevation += [CARVE_POLE_DEG, -CARVE_POLE_DEG]
-    azimuth += [0.0, 0.0]
-    elev = torch.tensor(elevation, device=device)
-    azim = torch.tensor(azimuth, device=device)
-    return spherical_cameras(
-        elev,
-        azim,
-        torch.full_like(elev, ORBIT_DISTANCE),
-        torch.full_like(elev, ORBIT_FOV_DEG),
-        resolution,
-        resolution,
-    )
+    return surround_cameras(resolution, device)
 
 
 def carved_occupancy(

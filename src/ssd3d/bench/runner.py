@@ -322,10 +322,13 @@ def run_bench(
         **({"ray": ray} if ray is not None else {}),
     }
     data["generate_config"] = to_dict(replace(any_cfg, prompt="", estimator="", seed=0))
-    # The level every scene is scored at: the evaluation's, else the representation's own.
-    data["threshold"] = (
-        cfg.eval.threshold if cfg.eval.threshold is not None else build_scene(any_cfg).surface_level
-    )
+    # The level every scene is scored at: the evaluation's, else the representation's own,
+    # "measured" when each scene measures its own from its renders.
+    if cfg.eval.threshold is not None:
+        data["threshold"] = cfg.eval.threshold
+    else:
+        fresh = build_scene(any_cfg)
+        data["threshold"] = "measured" if fresh.measures_surface_level else fresh.surface_level
 
     out_dir.mkdir(parents=True, exist_ok=True)
     results_path = out_dir / RESULTS_FILE

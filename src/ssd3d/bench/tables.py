@@ -311,7 +311,13 @@ def notes(data: dict) -> list[str]:
     """What a reader needs to read the table: settings, alignments, caveats, failures."""
     cfg, ev = data["config"], data["config"]["eval"]
     threshold = data.get("threshold", ev.get("threshold"))
-    level = f"{threshold:g}" if threshold is not None else "the scene's surface level"
+    if threshold == "measured":
+        level = (
+            "the level each scene measures from its renders (its level set's silhouettes "
+            "match the rendered ones, docs/surface-level.md)"
+        )
+    else:
+        level = f"{threshold:g}" if threshold is not None else "the scene's surface level"
     out = [
         f"Mean ± sample std over prompts × seeds at step {cfg['steps']} (no ± with one run); "
         "best mean per column in bold.",

@@ -291,6 +291,37 @@ def orbit_cameras(
     )
 
 
+# Views all round the object, for what is measured from renders rather than trained on
+# (space carving, the surface level): three rings of 8 (the middle one the orbit's 15 degrees,
+# the others turned by half a step) and the two poles, so every face of a ToyWorld shape is
+# seen within about 30 degrees of its normal, the tops and bottoms included.
+SURROUND_ELEVATIONS_DEG = (-30.0, 15.0, 60.0)
+SURROUND_RING_VIEWS = 8
+SURROUND_POLE_DEG = 89.9  # straight down and up (the frame is defined at 90; 89.9 keeps yaw 0)
+
+
+def surround_cameras(resolution: int, device: torch.device | str | None = None) -> Cameras:
+    """26 square views at the orbit's distance and field of view: 3 rings of 8 and 2 poles."""
+    elevation, azimuth = [], []
+    for ring, elev in enumerate(SURROUND_ELEVATIONS_DEG):
+        offset = 0.5 * (ring % 2) * 360.0 / SURROUND_RING_VIEWS
+        for k in range(SURROUND_RING_VIEWS):
+            elevation.append(elev)
+            azimuth.append(offset + 360.0 * k / SURROUND_RING_VIEWS)
+    elevation += [SURROUND_POLE_DEG, -SURROUND_POLE_DEG]
+    azimuth += [0.0, 0.0]
+    elev = torch.tensor(elevation, device=device)
+    azim = torch.tensor(azimuth, device=device)
+    return spherical_cameras(
+        elev,
+        azim,
+        torch.full_like(elev, ORBIT_DISTANCE),
+        torch.full_like(elev, ORBIT_FOV_DEG),
+        resolution,
+        resolution,
+    )
+
+
 def wrap_azimuth(azimuth_deg: Tensor) -> Tensor:
     """Azimuth in degrees wrapped into [-180, 180)."""
     return torch.remainder(azimuth_deg + 180.0, 360.0) - 180.0

@@ -30,11 +30,11 @@ from ssd3d.errors import SSD3DError
 from ssd3d.export.mesh import extract_mesh
 from ssd3d.export.splat_ply import SplatData, write_splat_ply
 from ssd3d.scene.background import Background, SolidBackground, build_background
-from ssd3d.scene.cameras import Cameras
+from ssd3d.scene.cameras import Cameras, surround_cameras
 from ssd3d.scene.rays import SCENE_BOUND
 from ssd3d.scene.regularisers import binary_entropy
 from ssd3d.scene.render import RenderOutput
-from ssd3d.scene.shading import Shading
+from ssd3d.scene.shading import Shading, fixed_shading
 from ssd3d.scene.splat import (
     BACKENDS,
     DEFAULT_CHUNK_ELEMENTS,
@@ -43,6 +43,7 @@ from ssd3d.scene.splat import (
     sh_coefficient_count,
     splat,
 )
+from ssd3d.scene.surface import silhouette_level
 
 INIT_SHAPES = ("blob", "sphere")
 # 3DGS splits a Gaussian into two children whose scales are divided by 0.8 * 2.
@@ -54,6 +55,12 @@ RESET_OPACITY = 0.01
 CUTOFF_SIGMA = 3.0
 # Cells per axis of the binning that culls Gaussians in ``density`` and ``albedo``.
 BLEND_CELLS = 8
+# The measured surface level (GaussianConfig.mesh_threshold None): candidates a quarter of an
+# octave apart from 1/16 to 1 (the best level of the fits measured lay between 0.15 and 0.7),
+# renders of 64 px (a pixel is 0.037 units at the object) and a 96^3 density grid (0.021).
+SURFACE_LEVEL_CANDIDATES = tuple(0.5 * 2 ** (k / 4) for k in range(-12, 5))
+SURFACE_VIEW_RESOLUTION = 64
+SURFACE_GRID_RESOLUTION = 96
 
 
 @dataclass(frozen=True)
@@ -145,9 +152,12 @@ class GaussianConfig:
     # pixels' opacity, regularisers.opacity_entropy): it pushes each opacity away from 0.5,
     # toward 0 (then pruned) or 1; 0 off.
     opacity_entropy: float = 0.0
-    # Iso-level of the summed density sum_i o_i exp(-m_i^2 / 2) for meshes: half an opaque
-    # Gaussian's peak, so an isolated one meshes at about 1.2 sigma and overlapping ones merge.
-    mesh_threshold: float = 0.5
+    # Iso-level of the summed density sum_i o_i exp(-m_i^2 / 2) for meshes and occupancy.
+    # None: measured from the Gaussians' own renders each time it is asked for, the level
+    # whose silhouettes match the rendered ones (ssd3d.scene.surface; an isolated opaque
+    # Gaussian measures 0.5, half its peak). A fixed 0.5 lost the shapes whose opacities a
+    # regulariser or a long run thinned (docs/surface-level.md).
+    mesh_threshold: float | None = None
 
     def __post_init__(self) -> None:
         if self.initial_count < 1 or self.max_count < self.initial_count:
@@ -202,8 +212,8 @@ class GaussianConfig:
             raise SSD3DError(f"backend must be one of {', '.join(BACKENDS)}; got {self.backend!r}")
         if not self.opacity_entropy >= 0:
             raise SSD3DError(f"opacity_entropy must be >= 0; got {self.opacity_entropy}")
-        if not self.mesh_threshold > 0:
-            raise SSD3DError(f"mesh_threshold must be > 0; got {self.mesh_threshold}")
+        if self.mesh_threshold is not None and not self.mesh_threshold > 0:
+            raise SSD3DError(f"mesh_threshold must be > 0 or null; got {self.mesh_threshold}")
 
 
 def _logit(p: float) -> float:
@@ -262,9 +272,20 @@ class GaussianScene(nn.Module):
         )
 
     @property
+    def measures_surface_level(self) -> bool:
+        return self.config.mesh_threshold is None
+
+    @property
     def surface_level(self) -> float:
-        """The summed density of the mesh's surface (and of occupancy)."""
-        return self.config.mesh_threshold
+        """The summed density of the mesh's surface (and of occupancy): ``mesh_threshold``,
+        or when that is None the level measured from 26 renders all round (a second or two)."""
+        if self.config.mesh_threshold is not None:
+            return self.config.mesh_threshold
+        cameras = surround_cameras(SURFACE_VIEW_RESOLUTION, self.means.device)
+        with torch.no_grad():
+            opacity = self.render(cameras, fixed_shading("albedo", cameras)).opacity
+        grid = self.density_grid(SURFACE_GRID_RESOLUTION)
+        return silhouette_level(grid, opacity.cpu(), cameras.to("cpu"), SURFACE_LEVEL_CANDIDATES)
 
     def __init__(
         self, config: GaussianConfig = GaussianConfig(), background: Background | None = None
@@ -621,7 +642,7 @@ class GaussianScene(nn.Module):
         return grid.reshape(resolution, resolution, resolution)
 
     def export_mesh(self, resolution: int = 128) -> trimesh.Trimesh:
-        """Marching cubes of the summed density at ``mesh_threshold`` (DreamGaussian's path),
+        """Marching cubes of the summed density at ``surface_level`` (DreamGaussian's path),
         coloured by the Gaussians around each vertex; SSD3DError when nothing reaches it."""
         if not (isinstance(resolution, int) and resolution >= 2):
             raise SSD3DError(f"resolution must be an integer >= 2; got {resolution!r}")
@@ -639,7 +660,7 @@ class GaussianScene(nn.Module):
             lambda p: self.albedo(p.to(self.means.device)).cpu(),
             resolution=resolution,
             bound=bound,
-            threshold=self.config.mesh_threshold,
+            threshold=self.surface_level,
         )
 
     def splat_data(self) -> SplatData:

@@ -69,6 +69,7 @@ class RadianceScene(nn.Module):
         self.lr = {**DEFAULT_LR, **lr}
         self.growth = growth
         self.surface_level = surface_level
+        self.measures_surface_level = False
 
     @classmethod
     def from_config(cls, cfg: Any) -> RadianceScene:

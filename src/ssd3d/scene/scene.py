@@ -84,6 +84,9 @@ class VolumeScene(Scene, Protocol):
 
     # The density level of the scene's surface (its mesh and its occupancy).
     surface_level: float
+    # True when surface_level is measured from the scene's current renders each time it is
+    # read (ssd3d.scene.surface), False when it is a constant of the representation's config.
+    measures_surface_level: bool
 
     def density(self, points: Tensor) -> Tensor:
         """points [N, 3] -> density [N] >= 0."""
