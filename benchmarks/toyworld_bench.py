@@ -31,9 +31,9 @@ from ssd3d.bench import (
     merge_results,
     parse_prompts,
     read_results,
-    split_list,
     write_results,
 )
+from ssd3d.config import split_list
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
