@@ -31,8 +31,8 @@ from ssd3d.bench import (
     merge_results,
     parse_prompts,
     read_results,
-    write_results,
 )
+from ssd3d.bench.results import write_results
 from ssd3d.config import split_list
 
 
