@@ -39,6 +39,8 @@ SECTIONS = {
     "representations-toy-600": "representations.md",
     "peers-exact": "peers.md",
     "peers-toy": "peers.md",
+    "surface-level": "surface-level.md",
+    "surface-level-bench": "surface-level.md",
 }
 
 

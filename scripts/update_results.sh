@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerate every figure and table of docs/results/ (and the README's pictures) from the
 # commands that produce them:
-#   bash scripts/update_results.sh [sim] [generate] [bench] [tables] [representations]
+#   bash scripts/update_results.sh [sim] [generate] [bench] [tables] [representations] [surface]
 #                                  [claims] [peers] [smoothing] [sd] [batch] [screenshots] [cards] [judge]
 #                                  (default: all)
 # Each table lands between its markers in its docs/results/*.md page (scripts/results_section.py).
@@ -11,7 +11,7 @@
 # sd only tabulates results/sd/sd_*.json: run benchmarks/sd_gpu.sh on a GPU first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-parts=("${@:-sim generate bench tables representations claims peers smoothing sd batch screenshots cards judge}")
+parts=("${@:-sim generate bench tables representations surface claims peers smoothing sd batch screenshots cards judge}")
 parts=(${parts[*]})
 section=(python scripts/results_section.py)
 bench=results/bench
@@ -73,6 +73,13 @@ for part in "${parts[@]}"; do
         | "${section[@]}" representations-toy
       # Their estimator with the learned prior at the preset's 600 steps (the preset's section).
       python scripts/bench_tables.py $bench/toy-gaussians-600 | "${section[@]}" representations-toy-600
+      ;;
+    surface)
+      # The 3D Gaussians' surface level: fixed against measured, fit by fit, then the same
+      # benchmark scored both ways (the runs are the same; only the level differs).
+      python benchmarks/surface_level.py | "${section[@]}" surface-level
+      python scripts/bench_tables.py $bench/exact-gaussians $bench/exact-gaussians-measured \
+        --names "fixed level 0.5,measured level" | "${section[@]}" surface-level-bench
       ;;
     smoothing)
       { echo '```'; python benchmarks/exact_smoothing.py; echo '```'; } | "${section[@]}" smoothing

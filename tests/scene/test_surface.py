@@ -69,10 +69,12 @@ def one_gaussian(opacity, sigma, **config):
     return scene
 
 
-@pytest.mark.parametrize("opacity, sigma", [(0.6, 0.3), (0.95, 0.2)])
+@pytest.mark.parametrize("opacity, sigma", [(0.6, 0.3), (0.95, 0.2), (0.9, 0.05)])
 def test_an_opaque_gaussian_measures_half_its_peak(opacity, sigma):
     # Its splat covers opacity o exp(-r^2 / 2 sigma^2) > 1/2 out to the radius where its
-    # density o exp(-d^2 / 2 sigma^2) is 1/2, whatever o and sigma.
+    # density o exp(-d^2 / 2 sigma^2) is 1/2, whatever o and sigma. At sigma 0.05 (1.4 px of
+    # the 64 px views) the training renders' antialiasing dilation would widen the splat by a
+    # quarter and the level measured would fall to 0.3: the measurement leaves it out.
     scene = one_gaussian(opacity, sigma)
     assert scene.measures_surface_level
     assert scene.surface_level == pytest.approx(0.5)

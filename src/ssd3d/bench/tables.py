@@ -314,7 +314,7 @@ def notes(data: dict) -> list[str]:
     if threshold == "measured":
         level = (
             "the level each scene measures from its renders (its level set's silhouettes "
-            "match the rendered ones, docs/surface-level.md)"
+            "match the rendered ones, docs/results/surface-level.md)"
         )
     else:
         level = f"{threshold:g}" if threshold is not None else "the scene's surface level"

@@ -58,6 +58,12 @@ BLEND_CELLS = 8
 # The measured surface level (GaussianConfig.mesh_threshold None): candidates a quarter of an
 # octave apart from 1/16 to 1 (the best level of the fits measured lay between 0.15 and 0.7),
 # renders of 64 px (a pixel is 0.037 units at the object) and a 96^3 density grid (0.021).
+# The renders keep almost none of the splats' antialiasing dilation (0.3 px^2 in training):
+# it widens every splat by about half a pixel, which at 64 px is half a Gaussian's width, so
+# the silhouettes grew and the level measured fell (the oracle's sphere 0.35 with it, 0.5
+# without at 32, 64 and 128 px: docs/results/surface-level.md). 0.01 px^2 keeps every
+# projected covariance invertible.
+SURFACE_LOW_PASS = 0.01
 SURFACE_LEVEL_CANDIDATES = tuple(0.5 * 2 ** (k / 4) for k in range(-12, 5))
 SURFACE_VIEW_RESOLUTION = 64
 SURFACE_GRID_RESOLUTION = 96
@@ -156,7 +162,7 @@ class GaussianConfig:
     # None: measured from the Gaussians' own renders each time it is asked for, the level
     # whose silhouettes match the rendered ones (ssd3d.scene.surface; an isolated opaque
     # Gaussian measures 0.5, half its peak). A fixed 0.5 lost the shapes whose opacities a
-    # regulariser or a long run thinned (docs/surface-level.md).
+    # regulariser or a long run thinned (docs/results/surface-level.md).
     mesh_threshold: float | None = None
 
     def __post_init__(self) -> None:
@@ -283,7 +289,19 @@ class GaussianScene(nn.Module):
             return self.config.mesh_threshold
         cameras = surround_cameras(SURFACE_VIEW_RESOLUTION, self.means.device)
         with torch.no_grad():
-            opacity = self.render(cameras, fixed_shading("albedo", cameras)).opacity
+            opacity = splat(
+                self.means,
+                self.log_scales,
+                self.quaternions,
+                self.opacity_logits,
+                self.sh_dc,
+                cameras,
+                self.background,
+                fixed_shading("albedo", cameras),
+                chunk_elements=self.config.chunk_elements,
+                backend=self.config.backend,
+                low_pass=SURFACE_LOW_PASS,
+            ).render.opacity
         grid = self.density_grid(SURFACE_GRID_RESOLUTION)
         return silhouette_level(grid, opacity.cpu(), cameras.to("cpu"), SURFACE_LEVEL_CANDIDATES)
 

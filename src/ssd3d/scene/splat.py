@@ -183,8 +183,11 @@ class Projection:
     visible: Tensor  # [B, N] bool, in front and its 3-sigma box overlaps the image
 
 
-def project(means: Tensor, cov3d: Tensor, cameras: Cameras) -> Projection:
-    """EWA projection of 3D Gaussians into every camera (OpenGL cameras, see ``cameras``)."""
+def project(
+    means: Tensor, cov3d: Tensor, cameras: Cameras, low_pass: float = LOW_PASS
+) -> Projection:
+    """EWA projection of 3D Gaussians into every camera (OpenGL cameras, see ``cameras``),
+    each projected covariance dilated by ``low_pass`` px^2."""
     c2w = cameras.c2w.to(means)
     rotation, position = c2w[:, :3, :3], c2w[:, :3, 3]
     # Camera coordinates R^T (p - t); the camera looks down -z, so depth is -z.
@@ -213,9 +216,9 @@ def project(means: Tensor, cov3d: Tensor, cameras: Cameras) -> Projection:
     )  # [B, N, 2, 3]
     cov_cam = rotation.transpose(-1, -2)[:, None] @ cov3d[None] @ rotation[:, None]
     cov2d = jac @ cov_cam @ jac.transpose(-1, -2)
-    a = cov2d[..., 0, 0] + LOW_PASS
+    a = cov2d[..., 0, 0] + low_pass
     b = cov2d[..., 0, 1]
-    c = cov2d[..., 1, 1] + LOW_PASS
+    c = cov2d[..., 1, 1] + low_pass
     det = a * c - b * b
     conics = torch.stack([c / det, -b / det, a / det], dim=-1)
 
@@ -455,6 +458,7 @@ def _composite_gsplat(
     opacities: Tensor,
     features: Tensor,
     cameras: Cameras,
+    low_pass: float,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """gsplat's tiled CUDA rasteriser on the same per-view features.
 
@@ -480,7 +484,7 @@ def _composite_gsplat(
         cameras.width,
         cameras.height,
         near_plane=NEAR_PLANE,
-        eps2d=LOW_PASS,
+        eps2d=low_pass,
         packed=False,
     )
     b = cameras.batch_size
@@ -522,6 +526,7 @@ def splat(
     chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
     backend: str = "auto",
     compositor: str = "sparse",
+    low_pass: float = LOW_PASS,
 ) -> SplatOutput:
     """Render N Gaussians into B cameras (see the module docstring).
 
@@ -531,7 +536,10 @@ def splat(
     turned towards the camera) at its mean; None renders albedo. backend: "torch" (any device),
     "gsplat" (CUDA with gsplat installed), "auto" (gsplat when available). compositor, for the
     plain path: "sparse" (per-pixel lists, the default) or "dense" (every Gaussian at every
-    pixel: the reference the sparse one is tested and timed against).
+    pixel: the reference the sparse one is tested and timed against). low_pass: the px^2
+    added to every projected covariance (3DGS's 0.3, an antialiasing filter that widens each
+    splat by a fixed number of pixels, so its footprint in the scene grows as the render
+    shrinks; measurements of the geometry turn it down).
     """
     n = means.shape[0]
     if (
@@ -557,6 +565,8 @@ def splat(
         raise SSD3DError("splat backend 'gsplat' needs a CUDA device and the gsplat package")
     if chunk_elements < 1:
         raise SSD3DError(f"chunk_elements must be >= 1; got {chunk_elements}")
+    if not low_pass > 0:
+        raise SSD3DError(f"low_pass must be > 0 px^2; got {low_pass}")
     if compositor not in COMPOSITORS:
         raise SSD3DError(f"compositor must be one of {', '.join(COMPOSITORS)}; got {compositor!r}")
     cameras = cameras.to(means.device)
@@ -584,11 +594,11 @@ def splat(
 
     if use_gsplat:
         blended, coverage, means2d, radii = _composite_gsplat(
-            means, log_scales, quaternions, opacities, features, cameras
+            means, log_scales, quaternions, opacities, features, cameras, low_pass
         )
         visible = radii > 0
     else:
-        proj = project(means, covariances(log_scales, quaternions), cameras)
+        proj = project(means, covariances(log_scales, quaternions), cameras, low_pass)
         if torch.is_grad_enabled() and proj.means2d.requires_grad:
             proj.means2d.retain_grad()
         composite = COMPOSITORS[compositor]

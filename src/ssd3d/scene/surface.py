@@ -4,7 +4,7 @@ A volume's mesh and its occupancy are a level set of its density, but which leve
 surface is a convention the renders do not fix. For 3D Gaussians it is fragile: a solid of
 many translucent Gaussians has a summed density inside that depends on how many overlap
 there, so it sinks under a fixed level when a regulariser or a long run thins the opacities,
-and the level that best matches the shape moves from fit to fit (docs/surface-level.md).
+and the level that best matches the shape moves from fit to fit (docs/results/surface-level.md).
 
 ``silhouette_level`` asks the renders instead: seen from views all round the object, the
 level set's silhouette (the pixels whose ray meets density above the level) should be the
