@@ -52,6 +52,35 @@ def quick(seeds=1, prompts=None):
     )
 
 
+def test_gaussians_are_scored_at_the_level_each_scene_measures(tmp_path, tiny_prior):
+    from ssd3d.bench.tables import notes
+
+    cfg = bench_config(
+        estimators="sds",
+        prompts=PROMPTS[:1],
+        steps=2,
+        checkpoints=1,
+        overrides=(*TINY[1:], "representation=gaussians", "gaussians.initial_count=64"),
+        eval_config=TINY_EVAL,
+    )
+    run_bench(cfg, tmp_path, prior=tiny_prior, judge=None, progress=False, echo=lambda s: None)
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert data["threshold"] == "measured"
+    assert all(run["status"] == "ok" for run in data["runs"])
+    assert any("the level each scene measures from its renders" in n for n in notes(data))
+    fixed = bench_config(
+        estimators="sds",
+        prompts=PROMPTS[:1],
+        steps=2,
+        checkpoints=1,
+        overrides=(*TINY[1:], "representation=gaussians", "gaussians.initial_count=64",
+                   "gaussians.mesh_threshold=0.5"),
+        eval_config=TINY_EVAL,
+    )  # fmt: skip
+    run_bench(fixed, tmp_path / "f", prior=tiny_prior, judge=None, progress=False, echo=len)
+    assert json.loads((tmp_path / "f" / "results.json").read_text())["threshold"] == 0.5
+
+
 def test_quick_bench_writes_results_table_and_plot_then_resumes(tmp_path, tiny_prior):
     out = tmp_path / "b"
     cfg = quick(prompts=PROMPTS[1:])
