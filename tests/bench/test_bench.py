@@ -77,7 +77,9 @@ def test_gaussians_are_scored_at_the_level_each_scene_measures(tmp_path, tiny_pr
                    "gaussians.mesh_threshold=0.5"),
         eval_config=TINY_EVAL,
     )  # fmt: skip
-    run_bench(fixed, tmp_path / "f", prior=tiny_prior, judge=None, progress=False, echo=len)
+    run_bench(
+        fixed, tmp_path / "f", prior=tiny_prior, judge=None, progress=False, echo=lambda s: None
+    )
     assert json.loads((tmp_path / "f" / "results.json").read_text())["threshold"] == 0.5
 
 
