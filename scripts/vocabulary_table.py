@@ -18,6 +18,7 @@ from pathlib import Path
 from statistics import fmean
 
 from ssd3d.bench import MULTI_FACE_SHAPES, RESULTS_FILE, read_results
+from ssd3d.bench.oracle import ORACLE_LABEL, ORACLE_SPEC
 from ssd3d.toyworld.vocabulary import COLOURS, SHAPES, parse_prompt
 
 GOALS = {"iou": 0.6, "r_precision": 0.9}
@@ -26,9 +27,14 @@ YAW_TOLERANCE_DEG = 10
 COMPARED = ("iou", "r_precision", "multi_face", "colour_error", "psnr")
 
 
-def final_metrics(data: dict) -> dict[str, dict]:
-    """prompt -> its run's last checkpoint, for the runs that finished."""
-    return {r["prompt"]: r["checkpoints"][-1] for r in data["runs"] if r["status"] == "ok"}
+def final_metrics(data: dict, oracle: bool = False) -> dict[str, dict]:
+    """prompt -> its run's last checkpoint, for the runs that finished: the estimator's, or
+    with ``oracle`` the oracle row's (the scene fitted to the true renders)."""
+    return {
+        r["prompt"]: r["checkpoints"][-1]
+        for r in data["runs"]
+        if r["status"] == "ok" and (r["spec"] == ORACLE_SPEC) == oracle
+    }
 
 
 def mean_over(final: dict[str, dict], metric: str, prompts) -> float:
@@ -83,12 +89,12 @@ def main(argv: list[str] | None = None) -> None:
     data = read_results(args.folder / RESULTS_FILE)
     cfg = data["config"]
     final = final_metrics(data)
-    failed = [r["prompt"] for r in data["runs"] if r["status"] != "ok"]
+    failed = [r["prompt"] for r in data["runs"] if r["status"] != "ok" and r["spec"] != ORACLE_SPEC]
 
     def mean(metric: str, prompts) -> float:
         return mean_over(final, metric, prompts)
 
-    estimator = ", ".join(e["spec"] for e in cfg["estimators"])
+    estimator = ", ".join(e["spec"] for e in cfg["estimators"] if e["spec"] != ORACLE_SPEC)
     print(
         f"### The default run over the whole vocabulary: {cfg['prior']} prior, `{estimator}`, "
         f"{cfg['steps']} steps, seed {cfg['seeds'][0]}\n"
@@ -116,12 +122,16 @@ def main(argv: list[str] | None = None) -> None:
         print("\n| run | IoU | R-precision | multi-face | colour error | PSNR dB |")
         print("|---|:-:|:-:|:-:|:-:|:-:|")
         overrides = " ".join(cfg.get("overrides", [])) or "no overrides"
-        runs = [(f"this run ({overrides})", final)]
-        runs += [
-            (name, final_metrics(read_results(folder / RESULTS_FILE)))
+        named = [(f"this run ({overrides})", data)]
+        named += [
+            (name, read_results(folder / RESULTS_FILE))
             for folder, name in zip(args.compare, args.compare_name, strict=True)
         ]
-        for name, metrics in runs:
+        runs = [(name, final_metrics(d)) for name, d in named]
+        # A folder that ran the oracle too gets its row: what the same scene reaches when
+        # fitted to the true renders.
+        oracles = [(f"{name}: {ORACLE_LABEL}", final_metrics(d, oracle=True)) for name, d in named]
+        for name, metrics in runs + [(n, m) for n, m in oracles if m]:
             cells = [f"{mean_over(metrics, m, metrics):.3f}" for m in COMPARED]
             print(f"| {name} | " + " | ".join(cells) + " |")
         print()
