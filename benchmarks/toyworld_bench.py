@@ -44,6 +44,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--prompts", default=";".join(DEFAULT_PROMPTS), help="';'-separated or 'all'")
     p.add_argument("--seeds", type=int, default=1)
     p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--checkpoints", type=int, default=None, help="as ssd3d bench --checkpoints")
     p.add_argument("--parts", type=int, default=max(1, (os.cpu_count() or 2) // 2))
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("overrides", nargs="*", help="key=value for every run, e.g. device=cuda")
@@ -56,6 +57,8 @@ def bench_command(args: argparse.Namespace, estimators: list[str], prompts: list
     cmd += ["--seeds", str(args.seeds), "--out", str(out)]
     if args.steps is not None:
         cmd += ["--steps", str(args.steps)]
+    if args.checkpoints is not None:
+        cmd += ["--checkpoints", str(args.checkpoints)]
     if args.model is not None:
         cmd += ["--model", args.model]
     return cmd + list(args.overrides)
