@@ -35,12 +35,12 @@ SECTIONS = {
     "ssd-claims-3d": "ssd-3d.md",
     "judge-views": "judge-views.md",
     "representations": "representations.md",
+    "representations-speed": "representations.md",
     "representations-toy": "representations.md",
     "representations-toy-600": "representations.md",
     "peers-exact": "peers.md",
     "peers-toy": "peers.md",
     "surface-level": "surface-level.md",
-    "surface-level-bench": "surface-level.md",
 }
 
 

@@ -53,18 +53,20 @@ for part in "${parts[@]}"; do
       # The voxel grid's and the 3D Gaussians' estimator tables (same estimators, prompts,
       # seeds and budget), then what a step of each costs on this machine.
       {
-        python scripts/bench_tables.py $bench/exact-ssd-oracle $bench/exact-gaussians \
+        python scripts/bench_tables.py $bench/exact-ssd-oracle $bench/exact-gaussians-measured \
           --names "voxels,3D Gaussians"
         echo; echo "#### 3D Gaussians"; echo
-        python scripts/bench_tables.py $bench/exact-gaussians | sed 's/^### /##### /'
-        echo; echo "#### Milliseconds per step"; echo; echo '```'
+        python scripts/bench_tables.py $bench/exact-gaussians-measured | sed 's/^### /##### /'
+      } | "${section[@]}" representations
+      {
+        echo "#### Milliseconds per step"; echo; echo '```'
         python benchmarks/gaussians_step.py
         echo
         python benchmarks/step_time.py --prior exact --steps 20
         echo
         python benchmarks/step_time.py --prior exact --steps 20 representation=gaussians
         echo '```'
-      } | "${section[@]}" representations
+      } | "${section[@]}" representations-speed
       # The Gaussians with the learned prior at three opacity-sparsity weights: the toy
       # preset's section for them (100) and the voxel grid's (300).
       python scripts/bench_tables.py $bench/toy-gaussians-sparsity-30 \
@@ -75,11 +77,8 @@ for part in "${parts[@]}"; do
       python scripts/bench_tables.py $bench/toy-gaussians-600 | "${section[@]}" representations-toy-600
       ;;
     surface)
-      # The 3D Gaussians' surface level: fixed against measured, fit by fit, then the same
-      # benchmark scored both ways (the runs are the same; only the level differs).
+      # The 3D Gaussians' surface level: fixed against measured, each scene scored both ways.
       python benchmarks/surface_level.py | "${section[@]}" surface-level
-      python scripts/bench_tables.py $bench/exact-gaussians $bench/exact-gaussians-measured \
-        --names "fixed level 0.5,measured level" | "${section[@]}" surface-level-bench
       ;;
     smoothing)
       { echo '```'; python benchmarks/exact_smoothing.py; echo '```'; } | "${section[@]}" smoothing
