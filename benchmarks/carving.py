@@ -26,7 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import gaussians_solid  # noqa: E402  (the oracle runs and their variants)
 
-from ssd3d.bench.config import EvalConfig, bench_config  # noqa: E402
+from ssd3d.bench.config import EvalConfig  # noqa: E402
 from ssd3d.bench.metrics import (  # noqa: E402
     carved_occupancy,
     carving_cameras,
@@ -34,9 +34,7 @@ from ssd3d.bench.metrics import (  # noqa: E402
     iou_over_yaw,
     occupancy_iou,
 )
-from ssd3d.bench.oracle import TrueRenders  # noqa: E402
 from ssd3d.bench.scoring import Scorer  # noqa: E402
-from ssd3d.pipeline.run import load_prior_for, prepare  # noqa: E402
 from ssd3d.scene import fixed_shading  # noqa: E402
 from ssd3d.toyworld.shapes import rotate_yaw, sdf  # noqa: E402
 from ssd3d.toyworld.vocabulary import parse_prompt  # noqa: E402
@@ -46,16 +44,7 @@ TOLERANCES = (0.0, 0.1, math.inf)  # scene units; inf: silhouettes only
 
 
 def fit_oracle(variant: str, prompt: str, steps: int, seed: int):
-    overrides = ("representation=gaussians", *gaussians_solid.VARIANTS[variant])
-    bench = bench_config(
-        estimators="oracle", prompts=[prompt], steps=steps, overrides=overrides, oracle=False
-    )
-    cfg = bench.generate_config(bench.estimators[0], prompt, seed)
-    run = prepare(cfg, load_prior_for(gaussians_solid.prior_config(cfg)))
-    run.supervision = TrueRenders(cfg.prompt, cfg.background.colour)
-    while run.step < cfg.steps:
-        run.run_step()
-    return run.scene
+    return gaussians_solid.train_gaussians(variant, "oracle", prompt, steps, seed)
 
 
 @torch.no_grad()

@@ -94,15 +94,24 @@ def prior_config(cfg):
     )
 
 
-def run_one(
-    variant: str, estimator: str, prompt: str, steps: int, seed: int, checkpoints: int = 1
-) -> dict:
-    torch.set_num_threads(1)
+def prepare_gaussians(
+    variant: str,
+    estimator: str,
+    prompt: str,
+    steps: int,
+    seed: int,
+    *,
+    prior: str = "exact",
+    checkpoints: int = 1,
+):
+    """One benchmark cell on 3D Gaussians with ``variant``'s overrides, ready to step: the
+    benchmark's config and the run (the oracle's supervised by the true renders)."""
     overrides = ("representation=gaussians", *VARIANTS[variant])
     bench = bench_config(
         estimators=estimator,
         prompts=[prompt],
         steps=steps,
+        prior=prior,
         overrides=overrides,
         oracle=False,
         checkpoints=checkpoints,
@@ -112,6 +121,23 @@ def run_one(
     run = prepare(cfg, load_prior_for(prior_config(cfg) if oracle else cfg))
     if oracle:
         run.supervision = TrueRenders(cfg.prompt, cfg.background.colour)
+    return bench, run
+
+
+def train_gaussians(variant: str, estimator: str, prompt: str, steps: int, seed: int, **kw):
+    """``prepare_gaussians``' run stepped to its end: the trained scene."""
+    _, run = prepare_gaussians(variant, estimator, prompt, steps, seed, **kw)
+    while run.step < run.cfg.steps:
+        run.run_step()
+    return run.scene
+
+
+def run_one(
+    variant: str, estimator: str, prompt: str, steps: int, seed: int, checkpoints: int = 1
+) -> dict:
+    torch.set_num_threads(1)
+    bench, run = prepare_gaussians(variant, estimator, prompt, steps, seed, checkpoints=checkpoints)
+    cfg = run.cfg
     scorer = Scorer(EvalConfig())
     scored = set(bench.checkpoint_steps()) - {0, cfg.steps}
     along = {}

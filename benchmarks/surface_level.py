@@ -26,10 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import gaussians_solid  # noqa: E402  (the Gaussians' variants and the oracle's prior size)
 
-from ssd3d.bench.config import bench_config  # noqa: E402
 from ssd3d.bench.metrics import iou_over_yaw  # noqa: E402
-from ssd3d.bench.oracle import TrueRenders  # noqa: E402
-from ssd3d.pipeline.run import load_prior_for, prepare  # noqa: E402
 from ssd3d.scene.gaussians import SURFACE_LEVEL_CANDIDATES  # noqa: E402
 from ssd3d.toyworld.vocabulary import parse_prompt  # noqa: E402
 
@@ -47,22 +44,7 @@ PROMPTS = "a green cube;a red sphere;a purple cylinder;a blue torus;a yellow wed
 
 def train(run: str, prompt: str, seed: int):
     prior, estimator, steps, variant = RUNS[run]
-    overrides = ("representation=gaussians", *gaussians_solid.VARIANTS[variant])
-    bench = bench_config(
-        estimators=estimator, prompts=[prompt], steps=steps, prior=prior, overrides=overrides,
-        oracle=False,
-    )  # fmt: skip
-    entry = bench.estimators[0]
-    cfg = bench.generate_config(entry, prompt, seed)
-    oracle = entry.is_oracle
-    distillation = prepare(
-        cfg, load_prior_for(gaussians_solid.prior_config(cfg) if oracle else cfg)
-    )
-    if oracle:
-        distillation.supervision = TrueRenders(cfg.prompt, cfg.background.colour)
-    while distillation.step < cfg.steps:
-        distillation.run_step()
-    return distillation.scene
+    return gaussians_solid.train_gaussians(variant, estimator, prompt, steps, seed, prior=prior)
 
 
 @torch.no_grad()
