@@ -47,6 +47,8 @@ for part in "${parts[@]}"; do
         --compare-name "GPU prior: 24³ grid throughout, lr_density 0.05" \
         --compare $bench/gpu-prior/vocabulary-no-sparsity \
         --compare-name "GPU prior: 24³ throughout, no opacity sparsity (regularisers.opacity_sparsity=0)" \
+        --compare $bench/vocabulary-gaussians \
+        --compare-name "3D Gaussians: representation=gaussians (the preset's Gaussian section: SDS, opacity sparsity 100)" \
         | "${section[@]}" vocabulary
       ;;
     representations)

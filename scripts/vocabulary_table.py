@@ -119,8 +119,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"| {label} | {mean(metric, final):.3f} | – | – |")
     print(f"\n{judge_sentence(data)}")
     if args.compare:
-        print("\n| run | IoU | R-precision | multi-face | colour error | PSNR dB |")
-        print("|---|:-:|:-:|:-:|:-:|:-:|")
+        print("\n| # | run | IoU | R-precision | multi-face | colour error | PSNR dB |")
+        print("|:-:|---|:-:|:-:|:-:|:-:|:-:|")
         overrides = " ".join(cfg.get("overrides", [])) or "no overrides"
         named = [(f"this run ({overrides})", data)]
         named += [
@@ -131,12 +131,22 @@ def main(argv: list[str] | None = None) -> None:
         # A folder that ran the oracle too gets its row: what the same scene reaches when
         # fitted to the true renders.
         oracles = [(f"{name}: {ORACLE_LABEL}", final_metrics(d, oracle=True)) for name, d in named]
-        for name, metrics in runs + [(n, m) for n, m in oracles if m]:
+        table = runs + [(n, m) for n, m in oracles if m]
+        for number, (name, metrics) in enumerate(table, 1):
             cells = [f"{mean_over(metrics, m, metrics):.3f}" for m in COMPARED]
-            print(f"| {name} | " + " | ".join(cells) + " |")
+            print(f"| {number} | {name} | " + " | ".join(cells) + " |")
         print()
         for name, metrics in runs:
             print(f"- {yaw_sentence(metrics, name)}")
+        print("\nMean IoU per shape, a column for each run of the table above (by its #):\n")
+        print("| shape | " + " | ".join(str(i + 1) for i in range(len(table))) + " |")
+        print("|---|" + ":-:|" * len(table))
+        for shape in SHAPES:
+            cells = []
+            for _, metrics in table:
+                prompts = [p for p in metrics if parse_prompt(p).shape == shape]
+                cells.append(f"{mean_over(metrics, 'iou', prompts):.2f}")
+            print(f"| {shape} | " + " | ".join(cells) + " |")
 
     print("\nIoU / R-precision per prompt (rows: shapes, columns: colours):\n")
     print("| shape | " + " | ".join(COLOURS) + " | mean IoU |")
