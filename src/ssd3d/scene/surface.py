@@ -57,8 +57,8 @@ def peak_density(grid: Tensor, cameras: Cameras, bound: float = SCENE_BOUND) -> 
         coords = (points / bound).reshape(1, h, w * RAY_SAMPLES, 1, 3).to(grid.dtype)
         values = F.grid_sample(volume, coords, align_corners=True)
         peaks.append(values.reshape(h, w, RAY_SAMPLES).amax(dim=-1))
-    # Rays that miss the cube have near == far: their samples sit at the cube's surface,
-    # where no object is; counted as seeing nothing.
+    # A ray that misses the cube (near = far = 0) only samples its camera's position, outside
+    # the grid; it sees nothing.
     return torch.stack(peaks) * rays.hit
 
 
