@@ -103,10 +103,12 @@ def prepare_gaussians(
     *,
     prior: str = "exact",
     checkpoints: int = 1,
+    representation: str = "gaussians",
 ):
     """One benchmark cell on 3D Gaussians with ``variant``'s overrides, ready to step: the
-    benchmark's config and the run (the oracle's supervised by the true renders)."""
-    overrides = ("representation=gaussians", *VARIANTS[variant])
+    benchmark's config and the run (the oracle's supervised by the true renders). Another
+    ``representation`` (the voxel grid's "nerf") takes the same cell for comparison."""
+    overrides = (f"representation={representation}", *VARIANTS[variant])
     bench = bench_config(
         estimators=estimator,
         prompts=[prompt],

@@ -27,13 +27,28 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import gaussians_solid  # noqa: E402  (the Gaussians' variants and the oracle's prior size)
 
 from ssd3d.bench.metrics import iou_over_yaw  # noqa: E402
-from ssd3d.scene.gaussians import SURFACE_LEVEL_CANDIDATES  # noqa: E402
+from ssd3d.export.mesh import density_grid  # noqa: E402
+from ssd3d.scene import fixed_shading  # noqa: E402
+from ssd3d.scene.cameras import surround_cameras  # noqa: E402
+from ssd3d.scene.gaussians import (  # noqa: E402
+    SURFACE_GRID_RESOLUTION,
+    SURFACE_LEVEL_CANDIDATES,
+    SURFACE_VIEW_RESOLUTION,
+)
+from ssd3d.scene.surface import silhouette_level  # noqa: E402
 from ssd3d.toyworld.vocabulary import parse_prompt  # noqa: E402
 
 FIXED_LEVEL = 0.5
-# name -> (prior, estimator, steps, gaussians_solid variant); "toy" is `ssd3d generate
-# representation=gaussians`: the toy preset's Gaussian section names SDS at guidance 7.5.
+# name -> (prior, estimator, steps, gaussians_solid variant or None for the voxel grid at its
+# defaults); "toy" is `ssd3d generate representation=gaussians`: the toy preset's Gaussian
+# section names SDS at guidance 7.5. The voxel runs are not in the default --runs: the grid
+# keeps its fixed level (density 2), and they show what the measurement would pick for it.
+DEFAULT_RUNS = "oracle,oracle 4096,exact sds 600,toy"
+# The voxel grid's ladder: a quarter of an octave apart from 0.5 to 8 about its density 2.
+VOXEL_CANDIDATES = tuple(2 * 2 ** (k / 4) for k in range(-8, 9))
 RUNS = {
+    "voxel oracle": ("exact", "oracle", 200, None),
+    "voxel sds": ("exact", "sds guidance_scale=7.5", 200, None),
     "oracle": ("exact", "oracle", 200, "default"),
     "oracle 4096": ("exact", "oracle", 200, "default + lr scale 0.01 + 4096 Gaussians"),
     "exact sds 600": ("exact", "sds guidance_scale=7.5", 600, "default"),
@@ -44,18 +59,37 @@ PROMPTS = "a green cube;a red sphere;a purple cylinder;a blue torus;a yellow wed
 
 def train(run: str, prompt: str, seed: int):
     prior, estimator, steps, variant = RUNS[run]
+    if variant is None:
+        return gaussians_solid.train_gaussians(
+            "default", estimator, prompt, steps, seed, prior=prior, representation="nerf"
+        )
     return gaussians_solid.train_gaussians(variant, estimator, prompt, steps, seed, prior=prior)
+
+
+@torch.no_grad()
+def measured_level(scene) -> tuple[float, tuple[float, ...]]:
+    """The level the scene measures (or, for the voxel grid, would measure) and its ladder."""
+    if scene.measures_surface_level:
+        return scene.surface_level, SURFACE_LEVEL_CANDIDATES
+    cameras = surround_cameras(SURFACE_VIEW_RESOLUTION)
+    # The grid's renders sample along rays; a fixed generator makes them repeatable.
+    opacity = scene.render(
+        cameras, fixed_shading("albedo", cameras), generator=torch.Generator().manual_seed(0)
+    ).opacity
+    grid = torch.from_numpy(density_grid(scene.density, resolution=SURFACE_GRID_RESOLUTION))
+    return silhouette_level(grid, opacity, cameras, VOXEL_CANDIDATES), VOXEL_CANDIDATES
 
 
 @torch.no_grad()
 def score(scene, prompt: str) -> dict[str, float]:
     shape = parse_prompt(prompt).shape
-    ladder = sorted({*SURFACE_LEVEL_CANDIDATES, FIXED_LEVEL})
+    measured, candidates = measured_level(scene)
+    fixed = FIXED_LEVEL if scene.measures_surface_level else scene.surface_level
+    ladder = sorted({*candidates, fixed})
     iou = {level: iou_over_yaw(scene.density, shape, threshold=level)[0] for level in ladder}
-    measured = scene.surface_level  # the scene's config leaves mesh_threshold unset
     best = max(iou, key=iou.get)
     return {
-        "IoU at 0.5": iou[FIXED_LEVEL],
+        f"IoU at {fixed:g}": iou[fixed],
         "best level": best,
         "IoU at best": iou[best],
         "measured level": measured,
@@ -65,7 +99,7 @@ def score(scene, prompt: str) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", default=",".join(RUNS))
+    parser.add_argument("--runs", default=DEFAULT_RUNS, help=f"of: {', '.join(RUNS)}")
     parser.add_argument("--prompts", default=PROMPTS)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -78,6 +112,8 @@ def main() -> None:
             progress = ", ".join(f"{k} {v:.3f}" for k, v in row.items())
             print(f"{run} / {prompt}: {progress}", file=sys.stderr, flush=True)
     keys = list(rows[0][2])
+    if any(list(row) != keys for _, _, row in rows):  # the fixed level names a column
+        raise SystemExit("error: give runs of one representation at a time (--runs)")
     print(f"Seed {args.seed}; 3D IoU at the best yaw on the 64³ grid.\n")
     print("| run | prompt | " + " | ".join(keys) + " |")
     print("|---|---|" + ":-:|" * len(keys))

@@ -41,6 +41,7 @@ SECTIONS = {
     "peers-exact": "peers.md",
     "peers-toy": "peers.md",
     "surface-level": "surface-level.md",
+    "surface-level-voxel": "surface-level.md",
 }
 
 

@@ -81,6 +81,8 @@ for part in "${parts[@]}"; do
     surface)
       # The 3D Gaussians' surface level: fixed against measured, each scene scored both ways.
       python benchmarks/surface_level.py | "${section[@]}" surface-level
+      python benchmarks/surface_level.py --runs "voxel oracle,voxel sds" \
+        | "${section[@]}" surface-level-voxel
       ;;
     smoothing)
       { echo '```'; python benchmarks/exact_smoothing.py; echo '```'; } | "${section[@]}" smoothing
