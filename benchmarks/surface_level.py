@@ -1,7 +1,7 @@
 """Which density level is the 3D Gaussians' surface? A fixed one against the measured one.
 
     python benchmarks/surface_level.py [--runs "oracle,oracle 4096,exact sds 600,toy"]
-        [--prompts "a green cube;..."] [--seed 0]
+        [--prompts "a green cube;..."] [--seed 0] [--dilation]
 
 3D IoU and the exported mesh take the summed density's level set; the Gaussians used to
 take a fixed 0.5 (half an opaque Gaussian's peak). Each run here trains one scene (the
@@ -12,7 +12,8 @@ truth, so no run can use it) and the level the scene measures from its own rende
 ones, 26 views all round). The runs: the oracle (fitted to the true renders) at the
 Gaussians' defaults and with 4096 Gaussians at the faster scale rate; SDS with the exact
 prior at 600 steps, where the opacities thin out; the toy preset's default run (learned
-prior, its opacity sparsity, 600 steps).
+prior, its opacity sparsity, 600 steps). ``--dilation`` measures the oracle's level with and
+without the splats' antialiasing dilation at three render sizes instead.
 """
 
 from __future__ import annotations
@@ -29,13 +30,13 @@ import gaussians_solid  # noqa: E402  (the Gaussians' variants and the oracle's 
 from ssd3d.bench.metrics import iou_over_yaw  # noqa: E402
 from ssd3d.export.mesh import density_grid  # noqa: E402
 from ssd3d.scene import fixed_shading  # noqa: E402
-from ssd3d.scene.cameras import surround_cameras  # noqa: E402
 from ssd3d.scene.gaussians import (  # noqa: E402
     SURFACE_GRID_RESOLUTION,
     SURFACE_LEVEL_CANDIDATES,
-    SURFACE_VIEW_RESOLUTION,
+    SURFACE_LOW_PASS,
 )
-from ssd3d.scene.surface import silhouette_level  # noqa: E402
+from ssd3d.scene.splat import LOW_PASS  # noqa: E402
+from ssd3d.scene.surface import measure_surface_level  # noqa: E402
 from ssd3d.toyworld.vocabulary import parse_prompt  # noqa: E402
 
 FIXED_LEVEL = 0.5
@@ -71,13 +72,43 @@ def measured_level(scene) -> tuple[float, tuple[float, ...]]:
     """The level the scene measures (or, for the voxel grid, would measure) and its ladder."""
     if scene.measures_surface_level:
         return scene.surface_level, SURFACE_LEVEL_CANDIDATES
-    cameras = surround_cameras(SURFACE_VIEW_RESOLUTION)
-    # The grid's renders sample along rays; a fixed generator makes them repeatable.
-    opacity = scene.render(
-        cameras, fixed_shading("albedo", cameras), generator=torch.Generator().manual_seed(0)
-    ).opacity
+
+    def opacity(cameras):
+        # The grid's renders sample along rays; a fixed generator makes them repeatable.
+        generator = torch.Generator().manual_seed(0)
+        return scene.render(cameras, fixed_shading("albedo", cameras), generator=generator).opacity
+
     grid = torch.from_numpy(density_grid(scene.density, resolution=SURFACE_GRID_RESOLUTION))
-    return silhouette_level(grid, opacity, cameras, VOXEL_CANDIDATES), VOXEL_CANDIDATES
+    return measure_surface_level(opacity, grid, VOXEL_CANDIDATES), VOXEL_CANDIDATES
+
+
+# --dilation: the level the oracle measures with the splats' antialiasing dilation kept (the
+# training renders' 0.3 px^2) or left out (the measurement's), at three render sizes.
+DILATION_PROMPTS = "a red sphere;a blue torus"
+DILATION_SIZES = (32, 64, 128)
+
+
+def dilation_rows(prompts: str, seed: int) -> list[str]:
+    rows = []
+    for prompt in prompts.split(";"):
+        scene = train("oracle", prompt, seed)
+        shape = parse_prompt(prompt).shape
+        iou = {
+            lv: iou_over_yaw(scene.density, shape, threshold=lv)[0]
+            for lv in SURFACE_LEVEL_CANDIDATES
+        }
+        best = max(iou, key=iou.get)
+        for name, low_pass in (("kept", LOW_PASS), ("left out", SURFACE_LOW_PASS)):
+            cells = []
+            for size in DILATION_SIZES:
+                level = scene.measure_surface_level(size, low_pass)
+                cells.append(f"{level:.3f} ({iou[level]:.3f})")
+            rows.append(
+                f"| {prompt} | {best:.3f} ({iou[best]:.3f}) | {name} ({low_pass:g} px²) | "
+                + " | ".join(cells) + " |"
+            )  # fmt: skip
+            print(rows[-1], file=sys.stderr, flush=True)
+    return rows
 
 
 @torch.no_grad()
@@ -102,8 +133,19 @@ def main() -> None:
     parser.add_argument("--runs", default=DEFAULT_RUNS, help=f"of: {', '.join(RUNS)}")
     parser.add_argument("--prompts", default=PROMPTS)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--dilation", action="store_true", help="the dilation check on the oracle instead"
+    )
     args = parser.parse_args()
     torch.set_num_threads(2)
+    if args.dilation:
+        prompts = DILATION_PROMPTS if args.prompts == PROMPTS else args.prompts
+        print(f"Oracle, seed {args.seed}: measured level (its 3D IoU) by render size.\n")
+        sizes = " | ".join(f"{size} px" for size in DILATION_SIZES)
+        print(f"| prompt | best level (3D IoU) | dilation | {sizes} |")
+        print("|---|:-:|---|" + ":-:|" * len(DILATION_SIZES))
+        print("\n".join(dilation_rows(prompts, args.seed)))
+        return
     rows = []
     for run in args.runs.split(","):
         for prompt in args.prompts.split(";"):

@@ -42,6 +42,7 @@ SECTIONS = {
     "peers-toy": "peers.md",
     "surface-level": "surface-level.md",
     "surface-level-voxel": "surface-level.md",
+    "surface-level-dilation": "surface-level.md",
 }
 
 

@@ -83,6 +83,7 @@ for part in "${parts[@]}"; do
       python benchmarks/surface_level.py | "${section[@]}" surface-level
       python benchmarks/surface_level.py --runs "voxel oracle,voxel sds" \
         | "${section[@]}" surface-level-voxel
+      python benchmarks/surface_level.py --dilation | "${section[@]}" surface-level-dilation
       ;;
     smoothing)
       { echo '```'; python benchmarks/exact_smoothing.py; echo '```'; } | "${section[@]}" smoothing

@@ -3,7 +3,6 @@
 show when someone reruns a table)."""
 
 import runpy
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,4 +15,3 @@ def test_benchmark_script_loads(script, monkeypatch):
     monkeypatch.syspath_prepend(str(BENCHMARKS))  # the scripts import one another
     namespace = runpy.run_path(str(script), run_name="benchmark_under_test")
     assert callable(namespace.get("main")), f"{script.name} has no main()"
-    sys.modules.pop("benchmark_under_test", None)

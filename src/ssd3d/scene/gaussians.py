@@ -30,7 +30,7 @@ from ssd3d.errors import SSD3DError
 from ssd3d.export.mesh import extract_mesh
 from ssd3d.export.splat_ply import SplatData, write_splat_ply
 from ssd3d.scene.background import Background, SolidBackground, build_background
-from ssd3d.scene.cameras import Cameras, surround_cameras
+from ssd3d.scene.cameras import Cameras
 from ssd3d.scene.rays import SCENE_BOUND
 from ssd3d.scene.regularisers import binary_entropy
 from ssd3d.scene.render import RenderOutput
@@ -43,7 +43,7 @@ from ssd3d.scene.splat import (
     sh_coefficient_count,
     splat,
 )
-from ssd3d.scene.surface import silhouette_level
+from ssd3d.scene.surface import VIEW_RESOLUTION, measure_surface_level
 
 INIT_SHAPES = ("blob", "sphere")
 # 3DGS splits a Gaussian into two children whose scales are divided by 0.8 * 2.
@@ -56,16 +56,14 @@ CUTOFF_SIGMA = 3.0
 # Cells per axis of the binning that culls Gaussians in ``density`` and ``albedo``.
 BLEND_CELLS = 8
 # The measured surface level (GaussianConfig.mesh_threshold None): candidates a quarter of an
-# octave apart from 1/16 to 1 (the best level of the fits measured lay between 0.15 and 0.7),
-# renders of 64 px (a pixel is 0.037 units at the object) and a 96^3 density grid (0.021).
-# The renders keep almost none of the splats' antialiasing dilation (0.3 px^2 in training):
-# it widens every splat by about half a pixel, which at 64 px is half a Gaussian's width, so
-# the silhouettes grew and the level measured fell (the oracle's sphere 0.35 with it, 0.5
-# without at 32, 64 and 128 px: docs/results/surface-level.md). 0.01 px^2 keeps every
-# projected covariance invertible.
+# octave apart from 1/16 to 1 (the best level of the fits measured lay between 0.15 and 0.7)
+# and a 96^3 density grid (0.021 units, finer than the 64 px views' pixel). The renders keep
+# almost none of the splats' antialiasing dilation (0.3 px^2 in training): it widens every
+# splat by about half a pixel, which at 64 px is half a Gaussian's width, so the silhouettes
+# grow and the level measured falls (benchmarks/surface_level.py --dilation). 0.01 px^2 keeps
+# every projected covariance invertible.
 SURFACE_LOW_PASS = 0.01
 SURFACE_LEVEL_CANDIDATES = tuple(0.5 * 2 ** (k / 4) for k in range(-12, 5))
-SURFACE_VIEW_RESOLUTION = 64
 SURFACE_GRID_RESOLUTION = 96
 
 
@@ -287,23 +285,32 @@ class GaussianScene(nn.Module):
         or when that is None the level measured from 26 renders all round (a second or two)."""
         if self.config.mesh_threshold is not None:
             return self.config.mesh_threshold
-        cameras = surround_cameras(SURFACE_VIEW_RESOLUTION, self.means.device)
-        with torch.no_grad():
-            opacity = splat(
+        return self.measure_surface_level()
+
+    def measure_surface_level(
+        self, resolution: int = VIEW_RESOLUTION, low_pass: float = SURFACE_LOW_PASS
+    ) -> float:
+        """The level whose level set draws the silhouettes these Gaussians render
+        (``ssd3d.scene.surface``), from views of ``resolution`` px splatted with ``low_pass``."""
+
+        def opacity(cameras: Cameras) -> Tensor:
+            cameras = cameras.to(self.means.device)
+            return splat(
                 self.means,
                 self.log_scales,
                 self.quaternions,
                 self.opacity_logits,
-                self.sh_dc,
+                self.sh_dc,  # opacity does not depend on colour
                 cameras,
                 self.background,
                 fixed_shading("albedo", cameras),
                 chunk_elements=self.config.chunk_elements,
                 backend=self.config.backend,
-                low_pass=SURFACE_LOW_PASS,
-            ).render.opacity
+                low_pass=low_pass,
+            ).render.opacity.cpu()
+
         grid = self.density_grid(SURFACE_GRID_RESOLUTION)
-        return silhouette_level(grid, opacity.cpu(), cameras.to("cpu"), SURFACE_LEVEL_CANDIDATES)
+        return measure_surface_level(opacity, grid, SURFACE_LEVEL_CANDIDATES, resolution)
 
     def __init__(
         self, config: GaussianConfig = GaussianConfig(), background: Background | None = None

@@ -15,14 +15,14 @@ a run's exported mesh and the benchmark's scores use the same measured level.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from ssd3d.errors import SSD3DError
-from ssd3d.scene.cameras import Cameras
+from ssd3d.scene.cameras import Cameras, surround_cameras
 from ssd3d.scene.rays import SCENE_BOUND, generate_rays
 
 # The rendered silhouette: opacity above one half, as the benchmark's silhouette IoU.
@@ -30,6 +30,9 @@ SILHOUETTE_OPACITY = 0.5
 # Samples per ray through the scene cube: the longest chord (its diagonal, 3.5 units) at
 # 0.014 a sample, finer than a 96^3 grid's spacing, so no crossing of the level is missed.
 RAY_SAMPLES = 256
+# The views a level is measured from: ``surround_cameras`` at 64 px (a pixel is 0.037 units at
+# the object, about the 64^3 IoU grid's spacing).
+VIEW_RESOLUTION = 64
 
 
 def peak_density(grid: Tensor, cameras: Cameras, bound: float = SCENE_BOUND) -> Tensor:
@@ -44,15 +47,15 @@ def peak_density(grid: Tensor, cameras: Cameras, bound: float = SCENE_BOUND) -> 
     cameras = cameras.to(grid.device)
     rays = generate_rays(cameras, bound)
     s = torch.linspace(0.0, 1.0, RAY_SAMPLES, device=grid.device, dtype=grid.dtype)
-    t = rays.near[..., None] + (rays.far - rays.near)[..., None] * s  # [B, H, W, S]
     # grid_sample reads a [N, C, D_z, H_y, W_x] volume at (x, y, z) in [-1, 1].
     volume = grid.permute(2, 1, 0)[None, None]
     b, h, w = rays.shape
     peaks = []
     for view in range(b):  # one view at a time: [H, W, S, 3] points, not [B, H, W, S, 3]
+        near, far = rays.near[view, ..., None], rays.far[view, ..., None]
+        t = near + (far - near) * s  # [H, W, S]
         points = (
-            rays.origins[view, ..., None, :]
-            + t[view, ..., None] * rays.directions[view, ..., None, :]
+            rays.origins[view, ..., None, :] + t[..., None] * rays.directions[view, ..., None, :]
         )
         coords = (points / bound).reshape(1, h, w * RAY_SAMPLES, 1, 3).to(grid.dtype)
         values = F.grid_sample(volume, coords, align_corners=True)
@@ -97,4 +100,19 @@ def silhouette_level(
     return float(best)
 
 
-__all__ = ["peak_density", "silhouette_level"]
+def measure_surface_level(
+    render_opacity: Callable[[Cameras], Tensor],
+    grid: Tensor,
+    candidates: Sequence[float],
+    resolution: int = VIEW_RESOLUTION,
+) -> float:
+    """``silhouette_level`` of a scene from the views all round it: ``render_opacity`` maps
+    cameras to the scene's opacity [B, 1, H, W] (deterministic, so the level is too), ``grid``
+    is its density [D, D, D] over the scene cube."""
+    cameras = surround_cameras(resolution, grid.device)
+    with torch.no_grad():
+        opacity = render_opacity(cameras)
+    return silhouette_level(grid, opacity, cameras, candidates)
+
+
+__all__ = ["measure_surface_level", "peak_density", "silhouette_level"]
