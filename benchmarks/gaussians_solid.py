@@ -1,11 +1,12 @@
 """What makes distilled 3D Gaussians solid: the benchmark's scores for variants of their config.
 
     python benchmarks/gaussians_solid.py [--variants NAME,...] [--estimators "sds guidance_scale=7.5;ssd"]
-        [--prompts "a green cube;..."] [--steps 200] [--seed 0] [--oracle] [--jobs 1]
-        [--checkpoints 1]
+        [--prompts "a green cube;..."] [--steps 200] [--seed 0] [--prior exact] [--oracle]
+        [--jobs 1] [--checkpoints 1]
 
 Each variant is a list of ``key=value`` overrides on top of ``representation=gaussians`` and
-the exact prior's preset (``VARIANTS`` below; "old" is the settings before the ones in
+the preset of the prior (``--prior``: the exact one, or the shipped toy prior with its preset's
+Gaussian section) (``VARIANTS`` below; "old" is the settings before the ones in
 ``GaussianConfig`` now, "default" the current defaults). Every (variant, estimator, prompt) is
 one run of the benchmark's loop scored by the benchmark's ``Scorer`` at its last step, without
 the judge (R-precision and the multi-face score are left out). Printed: per variant and
@@ -73,6 +74,16 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "default + late decay 0.1": ("gaussians.lr_late_final=0.1",),
     "default + init opacity 0.05": ("gaussians.init_opacity=0.05",),
     "default + 64x64 renders": ("camera.width=64", "camera.height=64"),
+    # Mip-Splatting's compensated low-pass filter: a faint splat gains no coverage from it
+    "default + antialiased": ("gaussians.rasterize_mode=antialiased",),
+    # The toy preset's opacity sparsity (100 for the Gaussians), held or ramped down to 0 by
+    # a step (threestudio's [start_step, start_value, end_value, end_step]); with --prior toy
+    # "default" is the held 100.
+    "sparsity 100": ("regularisers.opacity_sparsity=100",),
+    "sparsity 100 to 0 by 300": ("regularisers.opacity_sparsity=[0, 100, 0, 300]",),
+    "sparsity 100 to 0 by 600": ("regularisers.opacity_sparsity=[0, 100, 0, 600]",),
+    "sparsity 0 to 100 by 300": ("regularisers.opacity_sparsity=[0, 0, 100, 300]",),
+    "sparsity 30": ("regularisers.opacity_sparsity=30",),
     "default + lr scale 0.01 + 4096 Gaussians": (
         "gaussians.lr_scale=0.01",
         "gaussians.initial_count=4096",
@@ -135,10 +146,18 @@ def train_gaussians(variant: str, estimator: str, prompt: str, steps: int, seed:
 
 
 def run_one(
-    variant: str, estimator: str, prompt: str, steps: int, seed: int, checkpoints: int = 1
+    variant: str,
+    estimator: str,
+    prompt: str,
+    steps: int,
+    seed: int,
+    checkpoints: int = 1,
+    prior: str = "exact",
 ) -> dict:
     torch.set_num_threads(1)
-    bench, run = prepare_gaussians(variant, estimator, prompt, steps, seed, checkpoints=checkpoints)
+    bench, run = prepare_gaussians(
+        variant, estimator, prompt, steps, seed, prior=prior, checkpoints=checkpoints
+    )
     cfg = run.cfg
     scorer = Scorer(EvalConfig())
     scored = set(bench.checkpoint_steps()) - {0, cfg.steps}
@@ -178,6 +197,12 @@ def main() -> None:
     parser.add_argument("--prompts", default=";".join(DEFAULT_PROMPTS))
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--prior",
+        default="exact",
+        choices=("exact", "toy"),
+        help="and its preset under the variants",
+    )
     parser.add_argument("--oracle", action="store_true", help="also fit each variant to the truth")
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument(
@@ -196,7 +221,7 @@ def main() -> None:
         estimators = ["oracle", *estimators]
     prompts = [p.strip() for p in args.prompts.split(";")]
     plan = [
-        (v, e, p, args.steps, args.seed, args.checkpoints)
+        (v, e, p, args.steps, args.seed, args.checkpoints, args.prior)
         for v in variants
         for e in estimators
         for p in prompts
@@ -212,7 +237,9 @@ def main() -> None:
                 flush=True,
             )
 
-    print(f"exact prior, {args.steps} steps, seed {args.seed}, mean over {len(prompts)} prompts")
+    print(
+        f"{args.prior} prior, {args.steps} steps, seed {args.seed}, mean over {len(prompts)} prompts"
+    )
     print(
         "| variant | estimator | 3D IoU | sil. IoU | Chamfer | PSNR dB | colour err | ms/step "
         "| count | mean opacity | opacity > 0.5 |"

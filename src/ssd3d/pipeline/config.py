@@ -110,28 +110,57 @@ class OptimConfig:
             raise SSD3DError(f"optim.betas must lie in [0, 1); got {list(self.betas)}")
 
 
+# A regulariser's weight: a number, or threestudio's ramp [start_step, start_value, end_value,
+# end_step] (start_value before start_step, end_value after end_step, linear between).
+Weight = float | tuple[int, float, float, int]
+
+
+def weight_at(weight: Weight, step: int) -> float:
+    """The value of a regulariser ``weight`` at ``step``."""
+    if isinstance(weight, (int, float)):
+        return float(weight)
+    start_step, start_value, end_value, end_step = weight
+    if step <= start_step:
+        return start_value
+    if step >= end_step:
+        return end_value
+    return start_value + (end_value - start_value) * (step - start_step) / (end_step - start_step)
+
+
+def _weight_values(weight: Weight) -> tuple[float, ...]:
+    """The values a weight takes (a ramp's lie between its two ends)."""
+    return (weight,) if isinstance(weight, (int, float)) else (weight[1], weight[2])
+
+
 @dataclass(frozen=True)
 class RegulariserConfig:
-    """Weights of the regularisers practitioners expect (0 = off)."""
+    """Weights of the regularisers practitioners expect (0 = off), each a number or a ramp
+    over the steps (``Weight``)."""
 
     # threestudio's sparsity sqrt(opacity^2 + 0.01): pushes empty space to stay empty.
-    opacity_sparsity: float = 0.0
+    opacity_sparsity: Weight = 0.0
     # DreamFusion's orientation loss: normals must not face away from the camera.
-    orientation: float = 0.0
+    orientation: Weight = 0.0
     # Binary entropy of the opacity: pushes pixels to fully empty or fully opaque.
-    opacity_entropy: float = 0.0
+    opacity_entropy: Weight = 0.0
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
-            if not getattr(self, f.name) >= 0:
-                raise SSD3DError(f"regularisers.{f.name} must be >= 0; got {getattr(self, f.name)}")
+            weight = getattr(self, f.name)
+            if not all(v >= 0 for v in _weight_values(weight)):  # also NaN
+                raise SSD3DError(f"regularisers.{f.name} must be >= 0; got {weight}")
+            if not isinstance(weight, (int, float)) and not 0 <= weight[0] < weight[3]:
+                raise SSD3DError(
+                    f"regularisers.{f.name}: a ramp [start_step, start_value, end_value, "
+                    f"end_step] needs 0 <= start_step < end_step; got {list(weight)}"
+                )
 
-    def weights(self) -> dict[str, float]:
-        """name -> weight of the regularisers that are on."""
+    def weights(self) -> dict[str, Weight]:
+        """name -> weight (a number or a ramp) of the regularisers that are on at some step."""
         return {
             f.name: getattr(self, f.name)
             for f in dataclasses.fields(self)
-            if getattr(self, f.name) > 0
+            if any(v > 0 for v in _weight_values(getattr(self, f.name)))
         }
 
 

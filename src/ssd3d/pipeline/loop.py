@@ -21,7 +21,7 @@ from ssd3d.estimators import Estimator, build_estimator, surrogate_loss
 from ssd3d.estimators.base import Branch
 from ssd3d.guidance import predictions
 from ssd3d.pipeline.checkpoint import TrainingState
-from ssd3d.pipeline.config import GenerateConfig
+from ssd3d.pipeline.config import GenerateConfig, Weight, weight_at
 from ssd3d.pipeline.run_dir import RunDir
 from ssd3d.pipeline.variational import VariationalScore
 from ssd3d.priors.base import DiffusionPrior
@@ -123,8 +123,9 @@ class Distillation:
         # with it; None for the other estimators.
         self.particle = VariationalScore.build(cfg, prior, self.estimator, self.conditioning.table)
         self.optimizer = build_optimizer(cfg, self.scene)
-        # The regularisers that are on and mean something for this representation.
-        self.regularisers = {
+        # The regularisers that are on and mean something for this representation: name ->
+        # weight (a number, or a ramp over the steps evaluated at each step).
+        self.regularisers: dict[str, Weight] = {
             name: weight
             for name, weight in cfg.regularisers.weights().items()
             if name in self.scene.supported_regularisers
@@ -257,7 +258,7 @@ class Distillation:
     def _regularisers(self, out) -> dict[str, tuple[float, Tensor]]:
         """The render's regularisers that are on, then the scene's own (on its parameters)."""
         on_render = {
-            name: (weight, REGULARISER_FUNCTIONS[name](out))
+            name: (weight_at(weight, self.step), REGULARISER_FUNCTIONS[name](out))
             for name, weight in self.regularisers.items()
         }
         return {**on_render, **self.scene.scene_losses()}

@@ -38,6 +38,7 @@ from ssd3d.scene.shading import Shading, fixed_shading
 from ssd3d.scene.splat import (
     BACKENDS,
     DEFAULT_CHUNK_ELEMENTS,
+    RASTERIZE_MODES,
     SH_C0,
     quaternion_to_rotation,
     sh_coefficient_count,
@@ -152,6 +153,10 @@ class GaussianConfig:
     chunk_elements: int = DEFAULT_CHUNK_ELEMENTS
     # "auto" (gsplat on CUDA when installed), "torch", "gsplat".
     backend: str = "auto"
+    # gsplat's rasterize_mode: "classic" (3DGS: the 0.3 px^2 low-pass filter widens every
+    # splat) or "antialiased" (Mip-Splatting: the widened splat's opacity is scaled down to
+    # keep its mass). See ssd3d.scene.splat.
+    rasterize_mode: str = "classic"
     # Weight of the mean binary entropy of the Gaussians' own opacities (not the rendered
     # pixels' opacity, regularisers.opacity_entropy): it pushes each opacity away from 0.5,
     # toward 0 (then pruned) or 1; 0 off.
@@ -186,6 +191,11 @@ class GaussianConfig:
             raise SSD3DError(f"lr_late_start must be in [0, 1); got {self.lr_late_start}")
         if not 0 < self.init_opacity < 1:
             raise SSD3DError(f"init_opacity must be in (0, 1); got {self.init_opacity}")
+        if self.rasterize_mode not in RASTERIZE_MODES:
+            raise SSD3DError(
+                f"rasterize_mode must be one of {', '.join(RASTERIZE_MODES)}; "
+                f"got {self.rasterize_mode!r}"
+            )
         sh_coefficient_count(self.sh_degree)
         lrs = (
             self.lr_position,
@@ -307,6 +317,7 @@ class GaussianScene(nn.Module):
                 chunk_elements=self.config.chunk_elements,
                 backend=self.config.backend,
                 low_pass=low_pass,
+                rasterize_mode=self.config.rasterize_mode,
             ).render.opacity.cpu()
 
         grid = self.density_grid(SURFACE_GRID_RESOLUTION)
@@ -379,6 +390,7 @@ class GaussianScene(nn.Module):
             shading,
             chunk_elements=self.config.chunk_elements,
             backend=self.config.backend,
+            rasterize_mode=self.config.rasterize_mode,
         )
         if out.means2d.requires_grad:
             # Kept for observe_gradients: the gradient of the projected means is only

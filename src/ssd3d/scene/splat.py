@@ -7,7 +7,10 @@ unit direction from the camera to the mean). Per view:
 
 - EWA projection: the camera-space covariance W Sigma W^T is mapped through the Jacobian J of
   the perspective projection at the mean, Sigma' = J W Sigma W^T J^T, and dilated by 0.3 px^2
-  on the diagonal (3DGS's low-pass filter: every splat covers at least about a pixel).
+  on the diagonal (3DGS's low-pass filter: every splat covers at least about a pixel). In
+  ``rasterize_mode="antialiased"`` (Mip-Splatting's 2D filter, gsplat's mode of that name) the
+  opacity is scaled by sqrt(det Sigma' / det(Sigma' + 0.3 I)), so the dilation spreads a
+  splat's mass instead of adding to it.
 - Gaussians are sorted by view-space depth of their means and composited front to back:
   alpha_i = min(0.99, o_i exp(-0.5 delta^T Sigma'^-1 delta)), skipped when below 1/255, and a
   pixel stops at the Gaussian that would bring its transmittance under 1e-4, as 3DGS does.
@@ -65,6 +68,8 @@ FRUSTUM_SLACK = 1.3
 DEFAULT_CHUNK_ELEMENTS = 1 << 22
 
 BACKENDS = ("auto", "torch", "gsplat")
+# gsplat's names: "classic" dilates every splat (3DGS); "antialiased" dilates and compensates.
+RASTERIZE_MODES = ("classic", "antialiased")
 MAX_SH_DEGREE = 3
 
 # Real SH constants in the sign convention of 3DGS's sh_utils (PlenOctrees), which the .ply
@@ -181,6 +186,9 @@ class Projection:
     in_front: Tensor  # [B, N] bool, beyond the near plane
     radii: Tensor  # [B, N] 3-sigma screen radius in pixels (3DGS's), 0 when culled
     visible: Tensor  # [B, N] bool, in front and its 3-sigma box overlaps the image
+    # [B, N] sqrt(det Sigma' / det(Sigma' + low_pass I)) in (0, 1]: the factor on the opacity
+    # that keeps a dilated splat's integral (rasterize_mode "antialiased")
+    compensation: Tensor
 
 
 def project(
@@ -220,6 +228,8 @@ def project(
     b = cov2d[..., 0, 1]
     c = cov2d[..., 1, 1] + low_pass
     det = a * c - b * b
+    det_undilated = cov2d[..., 0, 0] * cov2d[..., 1, 1] - b * b
+    compensation = torch.sqrt((det_undilated / det).clamp(min=0.0))
     conics = torch.stack([c / det, -b / det, a / det], dim=-1)
 
     with torch.no_grad():
@@ -228,7 +238,7 @@ def project(
         radii = torch.ceil(3.0 * torch.sqrt(lam))
         on_screen = (u + radii > 0) & (u - radii < w) & (v + radii > 0) & (v - radii < h) & in_front
         radii = torch.where(on_screen, radii, torch.zeros_like(radii))
-    return Projection(means2d, conics, depth, in_front, radii, on_screen)
+    return Projection(means2d, conics, depth, in_front, radii, on_screen, compensation)
 
 
 def _sorted(values: Tensor, order: Tensor) -> Tensor:
@@ -247,7 +257,8 @@ def composite_gaussians(
 ) -> tuple[Tensor, Tensor]:
     """Front-to-back alpha compositing of every Gaussian at every pixel centre.
 
-    opacities [N] in (0, 1); features [B, N, C] per-view per-Gaussian values to blend.
+    opacities [N] (or per view [B, N]) in (0, 1); features [B, N, C] per-view per-Gaussian
+    values to blend.
     Returns (blended [B, H * W, C] without background, opacity [B, H * W]).
     """
     b, n = proj.depths.shape
@@ -459,6 +470,7 @@ def _composite_gsplat(
     features: Tensor,
     cameras: Cameras,
     low_pass: float,
+    rasterize_mode: str,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """gsplat's tiled CUDA rasteriser on the same per-view features.
 
@@ -485,6 +497,7 @@ def _composite_gsplat(
         cameras.height,
         near_plane=NEAR_PLANE,
         eps2d=low_pass,
+        rasterize_mode=rasterize_mode,
         packed=False,
     )
     b = cameras.batch_size
@@ -527,6 +540,7 @@ def splat(
     backend: str = "auto",
     compositor: str = "sparse",
     low_pass: float = LOW_PASS,
+    rasterize_mode: str = "classic",
 ) -> SplatOutput:
     """Render N Gaussians into B cameras (see the module docstring).
 
@@ -539,7 +553,9 @@ def splat(
     pixel: the reference the sparse one is tested and timed against). low_pass: the px^2
     added to every projected covariance (3DGS's 0.3, an antialiasing filter that widens each
     splat by a fixed number of pixels, so its footprint in the scene grows as the render
-    shrinks; measurements of the geometry turn it down).
+    shrinks; measurements of the geometry turn it down). rasterize_mode: "classic" (3DGS) or
+    "antialiased" (the dilated splat's opacity compensated, so the filter cannot widen a faint
+    splat's coverage for free; see the module docstring).
     """
     n = means.shape[0]
     if (
@@ -569,6 +585,10 @@ def splat(
         raise SSD3DError(f"low_pass must be > 0 px^2; got {low_pass}")
     if compositor not in COMPOSITORS:
         raise SSD3DError(f"compositor must be one of {', '.join(COMPOSITORS)}; got {compositor!r}")
+    if rasterize_mode not in RASTERIZE_MODES:
+        raise SSD3DError(
+            f"rasterize_mode must be one of {', '.join(RASTERIZE_MODES)}; got {rasterize_mode!r}"
+        )
     cameras = cameras.to(means.device)
     b, h, w = cameras.batch_size, cameras.height, cameras.width
     if shading is None:
@@ -594,13 +614,15 @@ def splat(
 
     if use_gsplat:
         blended, coverage, means2d, radii = _composite_gsplat(
-            means, log_scales, quaternions, opacities, features, cameras, low_pass
+            means, log_scales, quaternions, opacities, features, cameras, low_pass, rasterize_mode
         )
         visible = radii > 0
     else:
         proj = project(means, covariances(log_scales, quaternions), cameras, low_pass)
         if torch.is_grad_enabled() and proj.means2d.requires_grad:
             proj.means2d.retain_grad()
+        if rasterize_mode == "antialiased":
+            opacities = opacities * proj.compensation  # [B, N]: per view
         composite = COMPOSITORS[compositor]
         blended, coverage = composite(
             proj, opacities, features, w, h, chunk_elements=chunk_elements
