@@ -12,7 +12,9 @@ truth, so no run can use it) and the level the scene measures from its own rende
 ones, 26 views all round). The runs: the oracle (fitted to the true renders) at the
 Gaussians' defaults and with 4096 Gaussians at the faster scale rate; SDS with the exact
 prior at 600 steps, where the opacities thin out; the toy preset's default run (learned
-prior, its opacity sparsity, 600 steps). ``--dilation`` measures the oracle's level with and
+prior, its opacity sparsity, 600 steps). The voxel runs (``--runs "voxel oracle,voxel sds,voxel
+toy"``, the last `ssd3d generate`'s default run) score the voxel grid's fixed density 2
+against the level it measures with ``export.density_threshold=null``. ``--dilation`` measures the oracle's level with and
 without the splats' antialiasing dilation at three render sizes instead.
 """
 
@@ -28,15 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import gaussians_solid  # noqa: E402  (the Gaussians' variants and the oracle's prior size)
 
 from ssd3d.bench.metrics import iou_over_yaw  # noqa: E402
-from ssd3d.export.mesh import density_grid  # noqa: E402
-from ssd3d.scene import fixed_shading  # noqa: E402
-from ssd3d.scene.gaussians import (  # noqa: E402
-    SURFACE_GRID_RESOLUTION,
-    SURFACE_LEVEL_CANDIDATES,
-    SURFACE_LOW_PASS,
-)
+from ssd3d.scene.gaussians import SURFACE_LEVEL_CANDIDATES, SURFACE_LOW_PASS  # noqa: E402
+from ssd3d.scene.radiance import SURFACE_LEVEL_CANDIDATES as VOXEL_CANDIDATES  # noqa: E402
+from ssd3d.scene.radiance import RadianceScene  # noqa: E402
 from ssd3d.scene.splat import LOW_PASS  # noqa: E402
-from ssd3d.scene.surface import measure_surface_level  # noqa: E402
 from ssd3d.toyworld.vocabulary import parse_prompt  # noqa: E402
 
 FIXED_LEVEL = 0.5
@@ -45,11 +42,11 @@ FIXED_LEVEL = 0.5
 # section names SDS at guidance 7.5. The voxel runs are not in the default --runs: the grid
 # keeps its fixed level (density 2), and they show what the measurement would pick for it.
 DEFAULT_RUNS = "oracle,oracle 4096,exact sds 600,toy"
-# The voxel grid's ladder: a quarter of an octave apart from 0.5 to 8 about its density 2.
-VOXEL_CANDIDATES = tuple(2 * 2 ** (k / 4) for k in range(-8, 9))
 RUNS = {
     "voxel oracle": ("exact", "oracle", 200, None),
     "voxel sds": ("exact", "sds guidance_scale=7.5", 200, None),
+    # `ssd3d generate` at its defaults: the toy preset on the voxel grid, its own estimator
+    "voxel toy": ("toy", "ssd tau=200 match_norm=true coefficient=per_sample", 600, None),
     "oracle": ("exact", "oracle", 200, "default"),
     "oracle 4096": ("exact", "oracle", 200, "default + lr scale 0.01 + 4096 Gaussians"),
     "exact sds 600": ("exact", "sds guidance_scale=7.5", 600, "default"),
@@ -69,17 +66,11 @@ def train(run: str, prompt: str, seed: int):
 
 @torch.no_grad()
 def measured_level(scene) -> tuple[float, tuple[float, ...]]:
-    """The level the scene measures (or, for the voxel grid, would measure) and its ladder."""
-    if scene.measures_surface_level:
-        return scene.surface_level, SURFACE_LEVEL_CANDIDATES
-
-    def opacity(cameras):
-        # The grid's renders sample along rays; a fixed generator makes them repeatable.
-        generator = torch.Generator().manual_seed(0)
-        return scene.render(cameras, fixed_shading("albedo", cameras), generator=generator).opacity
-
-    grid = torch.from_numpy(density_grid(scene.density, resolution=SURFACE_GRID_RESOLUTION))
-    return measure_surface_level(opacity, grid, VOXEL_CANDIDATES), VOXEL_CANDIDATES
+    """The level the scene measures (or, for the voxel grid at its fixed level, would
+    measure with ``export.density_threshold=null``) and the ladder it picks from."""
+    if isinstance(scene, RadianceScene):
+        return scene.measure_surface_level(), VOXEL_CANDIDATES
+    return scene.surface_level, SURFACE_LEVEL_CANDIDATES
 
 
 # --dilation: the level the oracle measures with the splats' antialiasing dilation kept (the

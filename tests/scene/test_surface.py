@@ -6,9 +6,14 @@ import pytest
 import torch
 
 from ssd3d.errors import SSD3DError
+from ssd3d.scene.background import SolidBackground
 from ssd3d.scene.cameras import surround_cameras
+from ssd3d.scene.fields import RadianceField
 from ssd3d.scene.gaussians import GaussianConfig, GaussianScene
+from ssd3d.scene.radiance import SURFACE_LEVEL_CANDIDATES as VOXEL_CANDIDATES
+from ssd3d.scene.radiance import RadianceScene
 from ssd3d.scene.rays import generate_rays
+from ssd3d.scene.render import RenderConfig
 from ssd3d.scene.surface import peak_density, silhouette_level
 
 CANDIDATES = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
@@ -109,3 +114,43 @@ def test_a_thinned_solid_keeps_its_mesh_at_the_measured_level_and_loses_it_at_a_
     # The lattice spans +-0.25: the measured surface wraps it.
     half_width = mesh.bounds[1] - mesh.vertices.mean(axis=0)
     assert ((half_width > 0.2) & (half_width < 0.33)).all()
+
+
+class SoftBall(RadianceField):
+    """Density ``peak`` exp(-r^2 / 2 sigma^2), grey albedo."""
+
+    def __init__(self, peak, sigma):
+        super().__init__()
+        self.peak, self.sigma = peak, sigma
+        self.register_buffer("anchor", torch.zeros(1))  # a state_dict entry: the device
+
+    def forward(self, points):
+        r2 = (points * points).sum(-1)
+        density = self.peak * torch.exp(-r2 / (2 * self.sigma**2))
+        return density, torch.full_like(points, 0.5)
+
+
+@pytest.mark.parametrize("sigma", [0.28, 0.14])
+def test_a_soft_voxel_ball_measures_the_level_its_renders_draw(sigma):
+    # A ray passing b from the centre has optical depth peak sqrt(2 pi) sigma exp(-b^2 / 2
+    # sigma^2): it renders opacity 1/2 where that is ln 2, which is where its densest point
+    # is ln 2 / (sqrt(2 pi) sigma), whatever the peak: 0.99 and 1.98 here. The fixed density
+    # 2 draws the wide ball a third too small in volume.
+    scene = RadianceScene(
+        SoftBall(20.0, sigma), SolidBackground(), RenderConfig(num_samples=128), surface_level=None
+    )
+    assert scene.measures_surface_level
+    expected = math.log(2) / (math.sqrt(2 * math.pi) * sigma)
+    nearest = min(VOXEL_CANDIDATES, key=lambda c: abs(math.log(c / expected)))
+    assert scene.surface_level == pytest.approx(nearest)
+    assert RadianceScene(SoftBall(20.0, sigma), SolidBackground()).surface_level == 2.0
+
+
+def test_a_run_measures_the_voxel_level_when_its_export_level_is_null():
+    from ssd3d.pipeline.config import resolve_config
+    from ssd3d.scene.registry import build_scene
+
+    measured = build_scene(resolve_config("exact", {}, ["export.density_threshold=null"]))
+    fixed = build_scene(resolve_config("exact", {}, []))
+    assert measured.measures_surface_level and not fixed.measures_surface_level
+    assert measured.surface_level in VOXEL_CANDIDATES and fixed.surface_level == 2.0

@@ -168,10 +168,12 @@ class RegulariserConfig:
 class ExportConfig:
     """What a finished run writes."""
 
-    # Marching-cubes grid per side and density level (ssd3d.export's default: density > 1
-    # to 2 matched the true shapes best, docs/measurements.md; also the benchmark's IoU level).
+    # Marching-cubes grid per side and the voxel grid's density level (ssd3d.export's default:
+    # density > 1 to 2 matched the true shapes best, docs/measurements.md; also the benchmark's
+    # IoU level). None: measured from the scene's renders, the level whose silhouettes match
+    # what it renders (ssd3d.scene.surface), as the 3D Gaussians' mesh_threshold None.
     mesh_resolution: int = 96
-    density_threshold: float = DEFAULT_DENSITY_THRESHOLD
+    density_threshold: float | None = DEFAULT_DENSITY_THRESHOLD
     mesh_formats: tuple[str, ...] = ("glb", "obj", "ply")
     # Turntable video: frames per revolution, frame rate, render size in pixels.
     turntable_frames: int = 48
@@ -187,7 +189,7 @@ class ExportConfig:
             raise SSD3DError(
                 f"export.mesh_formats: unknown format {unknown[0]!r} (known: {', '.join(MESH_FORMATS)})"
             )
-        if not self.density_threshold > 0:
+        if self.density_threshold is not None and not self.density_threshold > 0:
             raise SSD3DError(f"export.density_threshold must be > 0; got {self.density_threshold}")
         for name in (
             "mesh_resolution",

@@ -44,7 +44,11 @@ from ssd3d.scene.splat import (
     sh_coefficient_count,
     splat,
 )
-from ssd3d.scene.surface import VIEW_RESOLUTION, measure_surface_level
+from ssd3d.scene.surface import (
+    SURFACE_GRID_RESOLUTION,
+    VIEW_RESOLUTION,
+    measure_surface_level,
+)
 
 INIT_SHAPES = ("blob", "sphere")
 # 3DGS splits a Gaussian into two children whose scales are divided by 0.8 * 2.
@@ -58,14 +62,13 @@ CUTOFF_SIGMA = 3.0
 BLEND_CELLS = 8
 # The measured surface level (GaussianConfig.mesh_threshold None): candidates a quarter of an
 # octave apart from 1/16 to 1 (the best level of the fits measured lay between 0.15 and 0.7)
-# and a 96^3 density grid (0.021 units, finer than the 64 px views' pixel). The renders keep
+# on ssd3d.scene.surface's 96^3 density grid. The renders keep
 # almost none of the splats' antialiasing dilation (0.3 px^2 in training): it widens every
 # splat by about half a pixel, which at 64 px is half a Gaussian's width, so the silhouettes
 # grow and the level measured falls (benchmarks/surface_level.py --dilation). 0.01 px^2 keeps
 # every projected covariance invertible.
 SURFACE_LOW_PASS = 0.01
 SURFACE_LEVEL_CANDIDATES = tuple(0.5 * 2 ** (k / 4) for k in range(-12, 5))
-SURFACE_GRID_RESOLUTION = 96
 
 
 @dataclass(frozen=True)

@@ -13,18 +13,29 @@ import trimesh
 from torch import Tensor, nn
 
 from ssd3d.errors import SSD3DError
-from ssd3d.export.mesh import DEFAULT_DENSITY_THRESHOLD, extract_mesh
+from ssd3d.export.mesh import DEFAULT_DENSITY_THRESHOLD, density_grid, extract_mesh
 from ssd3d.scene.background import Background, build_background
 from ssd3d.scene.cameras import Cameras
 from ssd3d.scene.fields import RadianceField, VoxelGridField
 from ssd3d.scene.render import RenderConfig, RenderOutput, render
 from ssd3d.scene.scene import REGULARISERS, named_groups
-from ssd3d.scene.shading import Shading
+from ssd3d.scene.shading import Shading, fixed_shading
+from ssd3d.scene.surface import (
+    SURFACE_GRID_RESOLUTION,
+    VIEW_RESOLUTION,
+    measure_surface_level,
+)
 
 # lr 0.05 on a 24^3 grid forms a clean cube in 600 steps; 48^3 wants 0.01
 # (docs/measurements.md). The background is a handful of SH coefficients seen by every
 # pixel: its lower rate keeps it from racing the object to explain the image.
 DEFAULT_LR = {"density": 0.05, "albedo": 0.05, "background": 0.01}
+# The levels a measured surface is picked from: a quarter of an octave apart, 0.5 to 8 about
+# the fixed density 2 (the fits measured in docs/results/surface-level.md lay between 2 and 6).
+SURFACE_LEVEL_CANDIDATES = tuple(DEFAULT_DENSITY_THRESHOLD * 2 ** (k / 4) for k in range(-8, 9))
+# The measurement's renders sample along jittered rays; one fixed seed makes the level a
+# function of the field alone.
+SURFACE_RENDER_SEED = 0
 
 
 @dataclass(frozen=True)
@@ -60,7 +71,7 @@ class RadianceScene(nn.Module):
         *,
         lr: Mapping[str, float] = DEFAULT_LR,
         growth: GrowthConfig = GrowthConfig(),
-        surface_level: float = DEFAULT_DENSITY_THRESHOLD,
+        surface_level: float | None = DEFAULT_DENSITY_THRESHOLD,
     ) -> None:
         super().__init__()
         self.field = field
@@ -68,8 +79,9 @@ class RadianceScene(nn.Module):
         self.config = config
         self.lr = {**DEFAULT_LR, **lr}
         self.growth = growth
-        self.surface_level = surface_level
-        self.measures_surface_level = False
+        # None: measured from the renders each time it is read (``measure_surface_level``).
+        self.fixed_surface_level = surface_level
+        self.measures_surface_level = surface_level is None
 
     @classmethod
     def from_config(cls, cfg: Any) -> RadianceScene:
@@ -138,8 +150,35 @@ class RadianceScene(nn.Module):
     def albedo(self, points: Tensor) -> Tensor:
         return self.field(points)[1]
 
+    @property
+    def surface_level(self) -> float:
+        """The density of the mesh's surface (and of occupancy): ``export.density_threshold``,
+        or when that is None the level measured from renders all round (a few seconds)."""
+        if self.fixed_surface_level is not None:
+            return self.fixed_surface_level
+        return self.measure_surface_level()
+
+    def measure_surface_level(self, resolution: int = VIEW_RESOLUTION) -> float:
+        """The level whose level set draws the silhouettes this field renders
+        (``ssd3d.scene.surface``), from views of ``resolution`` px."""
+        device = self._device()
+
+        def opacity(cameras: Cameras) -> Tensor:
+            generator = torch.Generator().manual_seed(SURFACE_RENDER_SEED)
+            cameras = cameras.to(device)
+            shading = fixed_shading("albedo", cameras)
+            return self.render(cameras, shading, generator=generator).opacity.cpu()
+
+        grid = density_grid(self.density, resolution=SURFACE_GRID_RESOLUTION, device=device)
+        return measure_surface_level(
+            opacity, torch.from_numpy(grid), SURFACE_LEVEL_CANDIDATES, resolution
+        )
+
+    def _device(self) -> torch.device:
+        return next(iter(self.field.state_dict().values())).device
+
     def export_mesh(self, resolution: int) -> trimesh.Trimesh:
-        device = next(iter(self.field.state_dict().values())).device
+        device = self._device()
         return extract_mesh(
             self.density,
             self.albedo,

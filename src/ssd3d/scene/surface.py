@@ -33,6 +33,9 @@ RAY_SAMPLES = 256
 # The views a level is measured from: ``surround_cameras`` at 64 px (a pixel is 0.037 units at
 # the object, about the 64^3 IoU grid's spacing).
 VIEW_RESOLUTION = 64
+# The density grid a level is measured on: 0.021 units a node over the scene cube, finer than
+# the 64 px views' pixel.
+SURFACE_GRID_RESOLUTION = 96
 
 
 def peak_density(grid: Tensor, cameras: Cameras, bound: float = SCENE_BOUND) -> Tensor:
@@ -115,4 +118,10 @@ def measure_surface_level(
     return silhouette_level(grid, opacity, cameras, candidates)
 
 
-__all__ = ["measure_surface_level", "peak_density", "silhouette_level"]
+__all__ = [
+    "SURFACE_GRID_RESOLUTION",
+    "VIEW_RESOLUTION",
+    "measure_surface_level",
+    "peak_density",
+    "silhouette_level",
+]
