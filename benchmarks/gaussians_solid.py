@@ -240,6 +240,7 @@ def main() -> None:
     print(
         f"{args.prior} prior, {args.steps} steps, seed {args.seed}, mean over {len(prompts)} prompts"
     )
+    print()
     print(
         "| variant | estimator | 3D IoU | sil. IoU | Chamfer | PSNR dB | colour err | ms/step "
         "| count | mean opacity | opacity > 0.5 |"

@@ -38,6 +38,7 @@ SECTIONS = {
     "representations-speed": "representations.md",
     "representations-toy": "representations.md",
     "representations-toy-600": "representations.md",
+    "representations-toy-sparsity": "representations.md",
     "peers-exact": "peers.md",
     "peers-toy": "peers.md",
     "surface-level": "surface-level.md",

@@ -77,6 +77,12 @@ for part in "${parts[@]}"; do
         | "${section[@]}" representations-toy
       # Their estimator with the learned prior at the preset's 600 steps (the preset's section).
       python scripts/bench_tables.py $bench/toy-gaussians-600 | "${section[@]}" representations-toy-600
+      # What the preset's sparsity costs the oracle and buys SDS: held, ramped down, and the
+      # antialiased rasteriser (one seed, 600 steps).
+      python benchmarks/gaussians_solid.py --prior toy --steps 600 --oracle --jobs 2 \
+        --prompts "a green cube;a red sphere;a blue torus;a yellow wedge" \
+        --variants "default,sparsity 100 to 0 by 300,sparsity 100 to 0 by 600,default + antialiased" \
+        | "${section[@]}" representations-toy-sparsity
       ;;
     surface)
       # The 3D Gaussians' surface level: fixed against measured, each scene scored both ways.
