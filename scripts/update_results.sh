@@ -55,8 +55,10 @@ for part in "${parts[@]}"; do
       # The voxel grid's and the 3D Gaussians' estimator tables (same estimators, prompts,
       # seeds and budget), then what a step of each costs on this machine.
       {
-        python scripts/bench_tables.py $bench/exact-ssd-oracle $bench/exact-gaussians-measured \
+        python scripts/bench_tables.py $bench/exact-voxel-measured $bench/exact-gaussians-measured \
           --names "voxels,3D Gaussians"
+        echo; echo "#### Voxel grid"; echo
+        python scripts/bench_tables.py $bench/exact-voxel-measured | sed 's/^### /##### /'
         echo; echo "#### 3D Gaussians"; echo
         python scripts/bench_tables.py $bench/exact-gaussians-measured | sed 's/^### /##### /'
       } | "${section[@]}" representations
@@ -87,7 +89,7 @@ for part in "${parts[@]}"; do
     surface)
       # The 3D Gaussians' surface level: fixed against measured, each scene scored both ways.
       python benchmarks/surface_level.py | "${section[@]}" surface-level
-      python benchmarks/surface_level.py --runs "voxel oracle,voxel sds" \
+      python benchmarks/surface_level.py --runs "voxel oracle,voxel sds,voxel toy" \
         | "${section[@]}" surface-level-voxel
       python benchmarks/surface_level.py --dilation | "${section[@]}" surface-level-dilation
       ;;
