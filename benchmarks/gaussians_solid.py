@@ -79,11 +79,8 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     # The toy preset's opacity sparsity (100 for the Gaussians), held or ramped down to 0 by
     # a step (threestudio's [start_step, start_value, end_value, end_step]); with --prior toy
     # "default" is the held 100.
-    "sparsity 100": ("regularisers.opacity_sparsity=100",),
     "sparsity 100 to 0 by 300": ("regularisers.opacity_sparsity=[0, 100, 0, 300]",),
     "sparsity 100 to 0 by 600": ("regularisers.opacity_sparsity=[0, 100, 0, 600]",),
-    "sparsity 0 to 100 by 300": ("regularisers.opacity_sparsity=[0, 0, 100, 300]",),
-    "sparsity 30": ("regularisers.opacity_sparsity=30",),
     "default + lr scale 0.01 + 4096 Gaussians": (
         "gaussians.lr_scale=0.01",
         "gaussians.initial_count=4096",

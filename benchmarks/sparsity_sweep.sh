@@ -13,7 +13,7 @@ gpu_prior=models/toy-prior-gpu8000/toy_prior_gpu8000.safetensors
 prompts="a red sphere;a green cube;a blue cylinder;a yellow torus;a purple wedge;a red arrow;a green mug"
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 for w in "${weights[@]}"; do
-  python3 benchmarks/toyworld_bench.py --prior toy --model "$gpu_prior" --estimators ssd \
+  python3 benchmarks/toyworld_bench.py --prior toy --model "$gpu_prior" --estimators preset \
     --prompts "$prompts" --steps 600 --parts "${PARTS:-2}" --out "$out/$w" regularisers.opacity_sparsity="$w" \
     "growth.steps=[]" "growth.resolutions=[]" optim.lr_density=0.05
 done

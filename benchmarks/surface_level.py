@@ -14,8 +14,9 @@ Gaussians' defaults and with 4096 Gaussians at the faster scale rate; SDS with t
 prior at 600 steps, where the opacities thin out; the toy preset's default run (learned
 prior, its opacity sparsity, 600 steps). The voxel runs (``--runs "voxel oracle,voxel sds,voxel
 toy"``, the last `ssd3d generate`'s default run) score the voxel grid's fixed density 2
-against the level it measures with ``export.density_threshold=null``. ``--dilation`` measures the oracle's level with and
-without the splats' antialiasing dilation at three render sizes instead.
+against the level it measures with ``export.density_threshold=null``. ``--dilation``
+measures the oracle's level with and without the splats' antialiasing dilation at three
+render sizes instead.
 """
 
 from __future__ import annotations
@@ -31,8 +32,6 @@ import gaussians_solid  # noqa: E402  (the Gaussians' variants and the oracle's 
 
 from ssd3d.bench.metrics import iou_over_yaw  # noqa: E402
 from ssd3d.scene.gaussians import SURFACE_LEVEL_CANDIDATES, SURFACE_LOW_PASS  # noqa: E402
-from ssd3d.scene.radiance import SURFACE_LEVEL_CANDIDATES as VOXEL_CANDIDATES  # noqa: E402
-from ssd3d.scene.radiance import RadianceScene  # noqa: E402
 from ssd3d.scene.splat import LOW_PASS  # noqa: E402
 from ssd3d.toyworld.vocabulary import parse_prompt  # noqa: E402
 
@@ -66,11 +65,9 @@ def train(run: str, prompt: str, seed: int):
 
 @torch.no_grad()
 def measured_level(scene) -> tuple[float, tuple[float, ...]]:
-    """The level the scene measures (or, for the voxel grid at its fixed level, would
-    measure with ``export.density_threshold=null``) and the ladder it picks from."""
-    if isinstance(scene, RadianceScene):
-        return scene.measure_surface_level(), VOXEL_CANDIDATES
-    return scene.surface_level, SURFACE_LEVEL_CANDIDATES
+    """The level the scene measures (a scene at a fixed level, as the voxel grid's density 2,
+    measures what ``export.density_threshold=null`` would) and the ladder it picks from."""
+    return scene.measure_surface_level(), scene.surface_level_candidates
 
 
 # --dilation: the level the oracle measures with the splats' antialiasing dilation kept (the

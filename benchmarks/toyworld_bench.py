@@ -3,7 +3,7 @@ ToyWorld tables of docs/results/ on a many-core machine or one GPU, without a cl
 
     python benchmarks/toyworld_bench.py --prior exact --seeds 3 --parts 4 --out results/bench/exact
     python benchmarks/toyworld_bench.py --prior toy --seeds 3 --parts 4 --out results/bench/toy device=cuda
-    python benchmarks/toyworld_bench.py --prior toy --estimators ssd --prompts all --steps 600 \\
+    python benchmarks/toyworld_bench.py --prior toy --estimators preset --prompts all --steps 600 \\
         --parts 4 --out results/bench/vocabulary       # the default `ssd3d generate` over the vocabulary
 
 The grid (estimators x prompts) is split along its longer list into ``--parts`` slices, each

@@ -23,7 +23,7 @@ parts=${PARTS:-4}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 estimators="sds guidance_scale=7.5;sds guidance_scale=100;csd;nfsd;ssd;ssd tau=600;ism;sdi"
 grid=(python3 benchmarks/toyworld_bench.py --seeds 3 --parts "$parts")
-vocabulary=(python3 benchmarks/toyworld_bench.py --prior toy --estimators ssd --prompts all
+vocabulary=(python3 benchmarks/toyworld_bench.py --prior toy --estimators preset --prompts all
   --steps 600 --parts "$parts")
 "${grid[@]}" --prior toy --estimators "$estimators" --out "$out/toy" "$@" &
 "${grid[@]}" --prior exact --estimators "$estimators" --out "$out/exact-seeds" "$@" &

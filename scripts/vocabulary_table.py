@@ -1,7 +1,7 @@
 """The default `ssd3d generate` over ToyWorld's whole vocabulary, against the issue's goals,
 as markdown for docs/results/vocabulary.md:
 
-    python benchmarks/toyworld_bench.py --prior toy --estimators ssd --prompts all \\
+    python benchmarks/toyworld_bench.py --prior toy --estimators preset --prompts all \\
         --steps 600 --out results/bench/vocabulary
     python scripts/vocabulary_table.py results/bench/vocabulary \
         | python scripts/results_section.py vocabulary

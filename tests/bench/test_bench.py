@@ -25,6 +25,7 @@ from ssd3d.bench.oracle import ORACLE_LABEL
 from ssd3d.bench.tables import Summary, aggregate, markdown_table
 from ssd3d.errors import SSD3DError
 from ssd3d.models.unet import shipped_prior_path
+from ssd3d.pipeline.config import resolve_config
 from ssd3d.priors.exact import UNCONDITIONAL, ExactPrior
 from ssd3d.scene import RadianceScene, RenderConfig, SolidBackground
 from ssd3d.toyworld.render_dataset import GROUND_TRUTH_SAMPLES, DatasetConfig, render_dataset
@@ -317,6 +318,37 @@ def test_estimator_items_take_labels_and_derive_them():
         bench_config(estimators="ssd;x:ssd tau=1;ssd")
     with pytest.raises(SSD3DError, match="'ssd' and 'x' are the same estimator"):
         bench_config(estimators="ssd;x:ssd tau=800")  # tau=800 is the default
+
+
+def test_preset_item_runs_the_estimator_generate_would_run():
+    """``preset`` follows the prior's preset and its representation section, so a benchmark
+    of the default run needs no copy of the preset's spec."""
+    for prior, overrides in (("toy", ()), ("toy", ("representation=gaussians",)), ("exact", ())):
+        generated = resolve_config(prior, {"prompt": "a red cube"}, list(overrides)).estimator
+        for item, label in (("preset", "preset"), ("default run: preset", "default run")):
+            (entry,) = bench_config(
+                estimators=item,
+                prior=prior,
+                prompts="a red cube",
+                overrides=overrides,
+                oracle=False,
+            ).estimators
+            assert (entry.label, entry.spec) == (label, generated)
+    # The toy preset's voxel and Gaussian sections differ, and the item follows each.
+    voxels = bench_config(estimators="preset", prior="toy", oracle=False).estimators[0].spec
+    splats = (
+        bench_config(
+            estimators="preset", prior="toy", oracle=False, overrides=["representation=gaussians"]
+        )
+        .estimators[0]
+        .spec
+    )
+    assert voxels != splats
+    # An override of the estimator is what the preset item then means.
+    override = bench_config(
+        estimators="preset", prior="toy", oracle=False, overrides=["estimator=csd"]
+    ).estimators[0]
+    assert override.spec == "csd"
 
 
 class _FakeJudge:

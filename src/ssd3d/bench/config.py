@@ -64,6 +64,9 @@ DEFAULT_CHECKPOINTS = 4
 # on a 2-core CPU, plus the exact prior's scan: docs/measurements.md).
 NOMINAL_STEP_SECONDS = 0.2
 
+# The estimator item that stands for the preset's own estimator (``--estimators preset``).
+PRESET_SPEC = "preset"
+
 # --quick: SDS, SSD and one tau, one prompt, a small grid: about a minute on 2 cores
 # (0.15 s a step). The wedge, because the blob starts far from it (IoU 0.33; a cube 0.71).
 QUICK_ESTIMATORS = ("sds guidance_scale=7.5", "ssd", "ssd tau=600")
@@ -261,6 +264,22 @@ def parse_prompts(items: str | Sequence[str]) -> tuple[str, ...]:
     return tuple(prompts)
 
 
+def _with_preset(items: str | Sequence[str], preset_spec: str) -> list[str]:
+    """Each ``preset`` item (or ``label:preset``) replaced by the estimator ``ssd3d generate``
+    runs with this prior and these overrides, labelled ``preset`` unless it has a label: a
+    benchmark of the default run then follows the preset instead of a copy of its spec."""
+    out = []
+    for item in split_list(items) if isinstance(items, str) else items:
+        label, sep, spec = item.partition(":")
+        if not sep:
+            label, spec = "", item
+        if spec.strip() == PRESET_SPEC and "=" not in label:
+            out.append(f"{label.strip() or PRESET_SPEC}:{preset_spec}")
+        else:
+            out.append(item)
+    return out
+
+
 def bench_config(
     *,
     estimators: str | Sequence[str] | None = None,
@@ -283,11 +302,13 @@ def bench_config(
     if seeds is not None and seeds < 1:
         raise SSD3DError(f"--seeds must be >= 1; got {seeds}")
     extra = QUICK_OVERRIDES if quick else ()
-    entries = parse_estimators(
+    items = (
         estimators
         if estimators is not None
         else (QUICK_ESTIMATORS if quick else DEFAULT_ESTIMATORS)
     )
+    preset_spec = resolve_config(prior, {}, [*extra, *overrides]).estimator
+    entries = parse_estimators(_with_preset(items, preset_spec))
     if oracle and not any(e.is_oracle for e in entries):
         entries = (parse_estimator(ORACLE_SPEC), *entries)
     cfg = BenchConfig(
@@ -319,6 +340,7 @@ __all__ = [
     "BenchConfig",
     "EstimatorEntry",
     "EvalConfig",
+    "PRESET_SPEC",
     "bench_config",
     "derive_label",
     "parse_estimators",

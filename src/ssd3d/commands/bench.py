@@ -21,8 +21,9 @@ def register(app: typer.Typer) -> None:
             str | None,
             typer.Option(
                 help="';'-separated estimator specs, each optionally 'label:spec', e.g. "
-                "'sds guidance_scale=7.5;SSD-600:ssd tau=600' (default: SDS, CSD, NFSD, SSD "
-                "and its ablations)"
+                "'sds guidance_scale=7.5;SSD-600:ssd tau=600'; 'preset' is the estimator "
+                "ssd3d generate runs with this prior (default: SDS, CSD, NFSD, SSD and its "
+                "ablations)"
             ),
         ] = None,
         prompts: Annotated[

@@ -288,6 +288,9 @@ class GaussianScene(nn.Module):
             f"to {g.densify_stop}"
         )
 
+    # The ladder ``measure_surface_level`` picks from.
+    surface_level_candidates = SURFACE_LEVEL_CANDIDATES
+
     @property
     def measures_surface_level(self) -> bool:
         return self.config.mesh_threshold is None
@@ -324,7 +327,7 @@ class GaussianScene(nn.Module):
             ).render.opacity.cpu()
 
         grid = self.density_grid(SURFACE_GRID_RESOLUTION)
-        return measure_surface_level(opacity, grid, SURFACE_LEVEL_CANDIDATES, resolution)
+        return measure_surface_level(opacity, grid, self.surface_level_candidates, resolution)
 
     def __init__(
         self, config: GaussianConfig = GaussianConfig(), background: Background | None = None

@@ -81,7 +81,13 @@ class RadianceScene(nn.Module):
         self.growth = growth
         # None: measured from the renders each time it is read (``measure_surface_level``).
         self.fixed_surface_level = surface_level
-        self.measures_surface_level = surface_level is None
+
+    # The ladder ``measure_surface_level`` picks from.
+    surface_level_candidates = SURFACE_LEVEL_CANDIDATES
+
+    @property
+    def measures_surface_level(self) -> bool:
+        return self.fixed_surface_level is None
 
     @classmethod
     def from_config(cls, cfg: Any) -> RadianceScene:
@@ -171,7 +177,7 @@ class RadianceScene(nn.Module):
 
         grid = density_grid(self.density, resolution=SURFACE_GRID_RESOLUTION, device=device)
         return measure_surface_level(
-            opacity, torch.from_numpy(grid), SURFACE_LEVEL_CANDIDATES, resolution
+            opacity, torch.from_numpy(grid), self.surface_level_candidates, resolution
         )
 
     def _device(self) -> torch.device:

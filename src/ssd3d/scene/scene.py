@@ -87,6 +87,8 @@ class VolumeScene(Scene, Protocol):
     # True when surface_level is measured from the scene's current renders each time it is
     # read (ssd3d.scene.surface), False when it is a constant of the representation's config.
     measures_surface_level: bool
+    # The levels a measurement picks from (ascending).
+    surface_level_candidates: tuple[float, ...]
 
     def density(self, points: Tensor) -> Tensor:
         """points [N, 3] -> density [N] >= 0."""

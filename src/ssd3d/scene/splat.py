@@ -187,15 +187,21 @@ class Projection:
     radii: Tensor  # [B, N] 3-sigma screen radius in pixels (3DGS's), 0 when culled
     visible: Tensor  # [B, N] bool, in front and its 3-sigma box overlaps the image
     # [B, N] sqrt(det Sigma' / det(Sigma' + low_pass I)) in (0, 1]: the factor on the opacity
-    # that keeps a dilated splat's integral (rasterize_mode "antialiased")
-    compensation: Tensor
+    # that keeps a dilated splat's integral (rasterize_mode "antialiased"); None unless asked
+    compensation: Tensor | None = None
 
 
 def project(
-    means: Tensor, cov3d: Tensor, cameras: Cameras, low_pass: float = LOW_PASS
+    means: Tensor,
+    cov3d: Tensor,
+    cameras: Cameras,
+    low_pass: float = LOW_PASS,
+    *,
+    compensate: bool = False,
 ) -> Projection:
     """EWA projection of 3D Gaussians into every camera (OpenGL cameras, see ``cameras``),
-    each projected covariance dilated by ``low_pass`` px^2."""
+    each projected covariance dilated by ``low_pass`` px^2; ``compensate`` also returns the
+    antialiased mode's opacity factor (the classic mode's hot path skips it)."""
     c2w = cameras.c2w.to(means)
     rotation, position = c2w[:, :3, :3], c2w[:, :3, 3]
     # Camera coordinates R^T (p - t); the camera looks down -z, so depth is -z.
@@ -228,8 +234,10 @@ def project(
     b = cov2d[..., 0, 1]
     c = cov2d[..., 1, 1] + low_pass
     det = a * c - b * b
-    det_undilated = cov2d[..., 0, 0] * cov2d[..., 1, 1] - b * b
-    compensation = torch.sqrt((det_undilated / det).clamp(min=0.0))
+    compensation = None
+    if compensate:
+        det_undilated = cov2d[..., 0, 0] * cov2d[..., 1, 1] - b * b
+        compensation = torch.sqrt((det_undilated / det).clamp(min=0.0))
     conics = torch.stack([c / det, -b / det, a / det], dim=-1)
 
     with torch.no_grad():
@@ -618,10 +626,13 @@ def splat(
         )
         visible = radii > 0
     else:
-        proj = project(means, covariances(log_scales, quaternions), cameras, low_pass)
+        antialiased = rasterize_mode == "antialiased"
+        proj = project(
+            means, covariances(log_scales, quaternions), cameras, low_pass, compensate=antialiased
+        )
         if torch.is_grad_enabled() and proj.means2d.requires_grad:
             proj.means2d.retain_grad()
-        if rasterize_mode == "antialiased":
+        if antialiased:
             opacities = opacities * proj.compensation  # [B, N]: per view
         composite = COMPOSITORS[compositor]
         blended, coverage = composite(
