@@ -1,0 +1,281 @@
+"""A triangle mesh as a scene: the refinement stage after a volume (Magic3D's second stage).
+
+A volume's surface is as soft as its density near the level set; a mesh's is a sharp step by
+construction, so silhouettes and occupancy it renders are exactly its own. The mesh starts
+from another scene's export (marching cubes of its density) and keeps that connectivity;
+vertex positions and vertex colours are optimised through the soft rasteriser
+(``ssd3d.scene.raster``), with a uniform Laplacian term that keeps the surface from
+crumpling where only a few pixels constrain it. No remeshing: topology is the volume's.
+
+Occupancy (``density``) is exact: a point is inside when a ray from it along +z crosses the
+surface an odd number of times, so the benchmark's 3D metrics read the surface the renders
+draw, at ``surface_level`` 0.5.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+import trimesh
+from torch import Tensor, nn
+
+from ssd3d.errors import SSD3DError
+from ssd3d.scene.background import Background, SolidBackground
+from ssd3d.scene.cameras import Cameras
+from ssd3d.scene.raster import DEFAULT_SIGMA_PX, face_neighbours, rasterize
+from ssd3d.scene.rays import SCENE_BOUND
+from ssd3d.scene.render import RenderOutput
+from ssd3d.scene.shading import Shading
+
+# Occupancy is 1 inside and 0 outside, so any level between draws the same surface.
+MESH_SURFACE_LEVEL = 0.5
+# Cells per axis of the xy binning that pairs query points with the faces above them.
+PARITY_CELLS = 64
+# Query points are moved this far (scene units, along irrational directions) before the
+# parity test, so a ray through a shared edge or vertex of two faces (grid points and marching
+# cubes vertices line up) is not counted twice or missed.
+PARITY_JITTER = 1e-5
+# Colours are kept as logits; clamped so an exported white or black stays finite.
+COLOUR_EPS = 1e-3
+
+
+@dataclass(frozen=True)
+class MeshConfig:
+    """Adam rates and the surface prior of a refined mesh."""
+
+    # Vertex step: a pixel at 32x32 spans ~0.06 scene units at the object, so 1e-3 moves a
+    # vertex by a sixtieth of a pixel a step while Adam's steps are at full size (Adam moves
+    # every vertex with any gradient by about the rate: 1e-2 crumpled the surface,
+    # benchmarks/mesh_refine.py).
+    lr_vertices: float = 1e-3
+    # Colour logits: the voxel grid's albedo rate.
+    lr_colour: float = 5e-2
+    lr_background: float = 1e-2
+    # Weight of the summed squared uniform Laplacian (scene units squared), against the
+    # photometric loss summed over pixels: per vertex both are gradients of order one, and 10
+    # keeps flat-shaded faces from speckling (docs/mesh.md).
+    laplacian: float = 10.0
+    # The rasteriser's soft edge width, pixels.
+    sigma_px: float = DEFAULT_SIGMA_PX
+
+
+def _logit(x: Tensor) -> Tensor:
+    x = x.clamp(COLOUR_EPS, 1 - COLOUR_EPS)
+    return torch.log(x / (1 - x))
+
+
+def vertex_neighbours(faces: Tensor, n_vertices: int) -> tuple[Tensor, Tensor]:
+    """Every directed edge (i, j) of the faces once: ([E], [E]) long, both directions."""
+    edges = torch.cat([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
+    edges = torch.cat([edges, edges.flip(1)])
+    key = torch.unique(edges[:, 0] * n_vertices + edges[:, 1])
+    return torch.div(key, n_vertices, rounding_mode="floor"), key % n_vertices
+
+
+def uniform_laplacian(vertices: Tensor, source: Tensor, target: Tensor) -> Tensor:
+    """Each vertex minus the mean of its neighbours [V, 3] (edges from ``vertex_neighbours``)."""
+    n = vertices.shape[0]
+    total = vertices.new_zeros(n, 3).index_add(0, source, vertices[target])
+    count = vertices.new_zeros(n).index_add(
+        0, source, torch.ones_like(source, dtype=vertices.dtype)
+    )
+    return vertices - total / count.clamp(min=1)[:, None]
+
+
+@torch.no_grad()
+def parity_inside(vertices: Tensor, faces: Tensor, points: Tensor) -> Tensor:
+    """True where ``points`` [N, 3] lie inside the closed mesh: a ray along +z from each point
+    crosses an odd number of faces. Faces and points meet per xy cell, so the cost is the
+    points below each face, not points x faces."""
+    jitter = points.new_tensor([2**0.5, 3**0.5, 0.0]) * PARITY_JITTER
+    points = points + jitter
+    tri = vertices[faces]  # [F, 3, 3]
+    cells, bound = PARITY_CELLS, SCENE_BOUND
+
+    def cell_of(xy: Tensor) -> Tensor:
+        return ((xy + bound) / (2 * bound) * cells).floor().long().clamp(0, cells - 1)
+
+    lo, hi = cell_of(tri[..., :2].amin(dim=1)), cell_of(tri[..., :2].amax(dim=1))
+    # Points sorted by cell: each cell's points are one contiguous run.
+    point_cell = cell_of(points[:, :2])
+    point_key = point_cell[:, 0] * cells + point_cell[:, 1]
+    order = torch.argsort(point_key)
+    per_cell = torch.bincount(point_key, minlength=cells * cells)
+    cell_start = torch.cumsum(per_cell, 0) - per_cell
+    # (face, cell) pairs over each face's box of cells.
+    span = hi - lo + 1  # [F, 2]
+    n_cells = span[:, 0] * span[:, 1]
+    face = torch.repeat_interleave(torch.arange(len(faces), device=faces.device), n_cells)
+    local = torch.arange(len(face), device=faces.device) - (
+        torch.cumsum(n_cells, 0) - n_cells
+    ).repeat_interleave(n_cells)
+    row = torch.div(local, span[face, 1], rounding_mode="floor")
+    cx, cy = lo[face, 0] + row, lo[face, 1] + local - row * span[face, 1]
+    cell = cx * cells + cy
+    # (face, point) pairs: every point of each pair's cell.
+    count = per_cell[cell]
+    pair_face = torch.repeat_interleave(face, count)
+    offset = torch.arange(len(pair_face), device=faces.device) - (
+        torch.cumsum(count, 0) - count
+    ).repeat_interleave(count)
+    pair_point = order[cell_start[cell].repeat_interleave(count) + offset]
+
+    inside = torch.zeros(len(points), dtype=torch.long, device=points.device)
+    chunk = 1 << 22
+    for start in range(0, len(pair_face), chunk):
+        f, p = pair_face[start : start + chunk], pair_point[start : start + chunk]
+        a, b, c = tri[f].unbind(1)
+        q = points[p]
+        # Barycentrics of q's xy in the face's xy projection (either orientation).
+        d = (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (c[:, 0] - a[:, 0]) * (b[:, 1] - a[:, 1])
+        w1 = (
+            (q[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (c[:, 0] - a[:, 0]) * (q[:, 1] - a[:, 1])
+        ) / d
+        w2 = (
+            (b[:, 0] - a[:, 0]) * (q[:, 1] - a[:, 1]) - (q[:, 0] - a[:, 0]) * (b[:, 1] - a[:, 1])
+        ) / d
+        w0 = 1 - w1 - w2
+        hit = (d != 0) & (w0 >= 0) & (w1 >= 0) & (w2 >= 0)
+        z = w0 * a[:, 2] + w1 * b[:, 2] + w2 * c[:, 2]
+        hit = hit & (z > q[:, 2])
+        inside.index_add_(0, p[hit], torch.ones_like(p[hit]))
+    return inside % 2 == 1
+
+
+class MeshScene(nn.Module):
+    """A closed triangle mesh with vertex colours and a background (the ``Scene`` protocol,
+    name "mesh"). Parameters: ``vertices`` [V, 3] and ``colour_logits`` [V, 3]; the faces
+    [F, 3] are a buffer (checkpointed, never optimised)."""
+
+    name: ClassVar[str] = "mesh"
+    is_3d: ClassVar[bool] = True
+    # The render regularisers act on volume samples or on soft opacity a mesh does not have.
+    supported_regularisers: ClassVar[frozenset[str]] = frozenset()
+    surface_level: float = MESH_SURFACE_LEVEL
+    measures_surface_level: bool = False
+    surface_level_candidates: tuple[float, ...] = (MESH_SURFACE_LEVEL,)
+
+    def __init__(
+        self,
+        vertices: Tensor,
+        faces: Tensor,
+        colours: Tensor,
+        config: MeshConfig = MeshConfig(),
+        background: Background | None = None,
+    ) -> None:
+        super().__init__()
+        if faces.ndim != 2 or faces.shape[1] != 3 or len(faces) == 0:
+            raise SSD3DError(f"a mesh scene needs faces [F, 3]; got {tuple(faces.shape)}")
+        self.config = config
+        self.background = SolidBackground() if background is None else background
+        self.vertices = nn.Parameter(vertices.detach().float().clone())
+        self.colour_logits = nn.Parameter(_logit(colours.detach().float()))
+        self.register_buffer("faces", faces.long().clone())
+        self._topology: tuple[Tensor, Tensor, Tensor] | None = None
+
+    @classmethod
+    def from_trimesh(
+        cls, mesh: trimesh.Trimesh, config: MeshConfig = MeshConfig(), background=None
+    ) -> MeshScene:
+        """From a coloured mesh (``Scene.export_mesh`` of any scene); grey where uncoloured."""
+        if len(mesh.faces) == 0:
+            raise SSD3DError("cannot build a mesh scene from an empty mesh")
+        colours = getattr(mesh.visual, "vertex_colors", None)
+        if colours is None or len(colours) != len(mesh.vertices):
+            colours = torch.full((len(mesh.vertices), 3), 0.5)
+        else:
+            colours = torch.as_tensor(colours[:, :3], dtype=torch.float32) / 255
+        return cls(
+            torch.as_tensor(mesh.vertices, dtype=torch.float32),
+            torch.as_tensor(mesh.faces, dtype=torch.long),
+            colours,
+            config,
+            background,
+        )
+
+    def _edges(self) -> tuple[Tensor, Tensor, Tensor]:
+        """(face neighbours, Laplacian sources, Laplacian targets), cached: faces are fixed."""
+        if self._topology is None or self._topology[0].device != self.faces.device:
+            source, target = vertex_neighbours(self.faces, self.vertices.shape[0])
+            self._topology = (face_neighbours(self.faces), source, target)
+        return self._topology
+
+    def colours(self) -> Tensor:
+        return torch.sigmoid(self.colour_logits)
+
+    # -- the Scene protocol ------------------------------------------------------------------
+    def render(
+        self,
+        cameras: Cameras,
+        shading: Shading | None = None,
+        generator: torch.Generator | None = None,
+    ) -> RenderOutput:
+        """Rasterise into every camera; the generator is unused (no sampling)."""
+        return rasterize(
+            self.vertices,
+            self.faces,
+            self.colours(),
+            cameras,
+            self.background,
+            shading,
+            sigma_px=self.config.sigma_px,
+            neighbours=self._edges()[0],
+        )
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        c = self.config
+        named = [
+            ("vertices", [self.vertices], c.lr_vertices),
+            ("colour", [self.colour_logits], c.lr_colour),
+            ("background", list(self.background.parameters()), c.lr_background),
+        ]
+        return [{"params": p, "lr": lr, "name": name} for name, p, lr in named if len(p) > 0]
+
+    def restructure(self, step: int) -> bool:
+        return False
+
+    def observe_gradients(self, step: int) -> None:
+        return None
+
+    def learning_rates(self, step: int, steps: int) -> dict[str, float]:
+        return {}
+
+    def scene_losses(self) -> dict[str, tuple[float, Tensor]]:
+        """``mesh_laplacian``: the summed squared uniform Laplacian of the vertices, when on."""
+        if self.config.laplacian <= 0:
+            return {}
+        _, source, target = self._edges()
+        value = uniform_laplacian(self.vertices, source, target).pow(2).sum()
+        return {"mesh_laplacian": (self.config.laplacian, value)}
+
+    @torch.no_grad()
+    def density(self, points: Tensor) -> Tensor:
+        """1 inside the mesh, 0 outside (parity of +z crossings)."""
+        inside = parity_inside(self.vertices.to(points), self.faces.to(points.device), points)
+        return inside.to(points.dtype)
+
+    @torch.no_grad()
+    def albedo(self, points: Tensor, chunk: int = 8192) -> Tensor:
+        """The colour of the nearest vertex."""
+        vertices, colours = self.vertices.to(points), self.colours().to(points)
+        out = []
+        for part in points.split(chunk):
+            out.append(colours[torch.cdist(part, vertices).argmin(dim=1)])
+        return torch.cat(out) if out else points.new_zeros(0, 3)
+
+    @torch.no_grad()
+    def export_mesh(self, resolution: int = 128) -> trimesh.Trimesh:
+        """The mesh itself (``resolution`` is unused: the mesh has its own)."""
+        colours = (self.colours().cpu().numpy() * 255).round().astype("uint8")
+        return trimesh.Trimesh(
+            vertices=self.vertices.cpu().numpy(),
+            faces=self.faces.cpu().numpy(),
+            vertex_colors=colours,
+            process=False,
+        )
+
+    def export_files(self, folder: Path) -> dict[str, Path]:
+        return {}
