@@ -26,9 +26,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import gaussians_solid  # noqa: E402  (the oracle runs)
 
 from ssd3d.bench.config import EvalConfig  # noqa: E402
+from ssd3d.bench.oracle import TrueRenders  # noqa: E402
 from ssd3d.bench.scoring import Scorer  # noqa: E402
 from ssd3d.pipeline.loop import build_optimizer  # noqa: E402
 from ssd3d.scene.mesh import MeshConfig, MeshScene  # noqa: E402
+from ssd3d.toyworld.truth import DEFAULT_TRUTH_RENDERER, TRUTH_RENDERERS  # noqa: E402
 
 METRICS = ("iou", "silhouette_iou", "chamfer", "normal_consistency", "depth_error", "psnr")
 
@@ -40,12 +42,14 @@ def refine(
     resolution: int,
     seed: int,
     mesh_config: MeshConfig,
+    truth: str = DEFAULT_TRUTH_RENDERER,
 ):
     """Scores of the Gaussian oracle and of its refined mesh, with each stage's seconds."""
     _, run = gaussians_solid.prepare_gaussians(
         "default", "oracle", prompt, volume_steps + mesh_steps, seed
     )
-    scorer = Scorer(EvalConfig())
+    run.supervision = TrueRenders(prompt, run.cfg.background.colour, truth)
+    scorer = Scorer(EvalConfig(truth_renderer=truth))
     width, height = run.cfg.camera.width, run.cfg.camera.height
     start = time.perf_counter()
     while run.step < volume_steps:
@@ -85,6 +89,12 @@ def main() -> None:
     parser.add_argument("--lr-vertices", type=float, default=MeshConfig.lr_vertices)
     parser.add_argument("--laplacian", type=float, default=MeshConfig.laplacian)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--truth",
+        choices=TRUTH_RENDERERS,
+        default=DEFAULT_TRUTH_RENDERER,
+        help="how the true renders (supervision and scores) are drawn",
+    )
     parser.add_argument("--out", type=Path, default=None, help="also write the rows as JSON")
     args = parser.parse_args()
     torch.set_num_threads(2)
@@ -92,7 +102,13 @@ def main() -> None:
     results = {}
     for prompt in args.prompts.split(";"):
         results[prompt] = refine(
-            prompt, args.volume_steps, args.mesh_steps, args.mesh_resolution, args.seed, config
+            prompt,
+            args.volume_steps,
+            args.mesh_steps,
+            args.mesh_resolution,
+            args.seed,
+            config,
+            args.truth,
         )
         for stage, row in results[prompt].items():
             print(
@@ -102,7 +118,8 @@ def main() -> None:
             )
     print(
         f"\n{args.volume_steps} oracle steps on 3D Gaussians, then {args.mesh_steps} on their mesh "
-        f"(marching cubes at {args.mesh_resolution}^3; vertex rate {args.lr_vertices:g}, Laplacian {args.laplacian:g}); seed {args.seed}.\n"
+        f"(marching cubes at {args.mesh_resolution}^3; vertex rate {args.lr_vertices:g}, Laplacian {args.laplacian:g}); "
+        f"true renders by {args.truth!r}; seed {args.seed}.\n"
     )
     print("| prompt | stage | " + " | ".join(METRICS) + " | wall s |")
     print("|---|---|" + ":-:|" * (len(METRICS) + 1))

@@ -30,6 +30,7 @@ from ssd3d.export.mesh import extract_mesh
 from ssd3d.scene import fixed_shading
 from ssd3d.scene.mesh import MeshScene
 from ssd3d.toyworld.shapes import SHAPES, sdf
+from ssd3d.toyworld.truth import TRUTH_RENDERERS
 from ssd3d.toyworld.vocabulary import make_prompt
 
 # Density of the offset-surface grids: inside is 1 + (d - sdf), so the level 1 is sdf = d.
@@ -50,15 +51,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--offsets", default="0,0.01,0.02,0.03,0.04,0.05")
     parser.add_argument("--size", type=int, default=32, help="render width and height, px")
+    parser.add_argument("--truth", choices=TRUTH_RENDERERS, default="volume")
     args = parser.parse_args()
     torch.set_num_threads(2)
     offsets = [float(x) for x in args.offsets.split(",")]
-    scorer = Scorer(EvalConfig())
+    scorer = Scorer(EvalConfig(truth_renderer=args.truth))
     cameras = scorer.cameras(args.size, args.size, "cpu")
     shading = fixed_shading("albedo", cameras)
     print(
-        f"Silhouette IoU of the true surface offset by d against the true renders "
-        f"({len(cameras)} orbit views, {args.size}x{args.size}) / 3D IoU of that offset shape:\n"
+        f"True renders by {args.truth!r}. Silhouette IoU of the true surface offset by d against the true renders "
+        f"({cameras.batch_size} orbit views, {args.size}x{args.size}) / 3D IoU of that offset shape:\n"
     )
     print("| shape | " + " | ".join(f"d = {d:g}" for d in offsets) + " | best d |")
     print("|---|" + ":-:|" * (len(offsets) + 1))

@@ -28,8 +28,8 @@ from ssd3d.models.unet import shipped_prior_path
 from ssd3d.pipeline.config import resolve_config
 from ssd3d.priors.exact import UNCONDITIONAL, ExactPrior
 from ssd3d.scene import RadianceScene, RenderConfig, SolidBackground
-from ssd3d.toyworld.render_dataset import GROUND_TRUTH_SAMPLES, DatasetConfig, render_dataset
-from ssd3d.toyworld.truth import GroundTruthField
+from ssd3d.toyworld.render_dataset import DatasetConfig, render_dataset
+from ssd3d.toyworld.truth import GroundTruthField, render_truth
 
 RES = 16  # pixels of the tiny dataset and of every render in these tests
 PROMPTS = ["a green cube", "a yellow wedge"]
@@ -368,12 +368,22 @@ class _FakeJudge:
         return 0.5
 
 
+class TrueObject(RadianceScene):
+    """The true object as a scene whose renders are the true renders: a perfect scene."""
+
+    def __init__(self, truth: GroundTruthField) -> None:
+        super().__init__(truth, SolidBackground(), RenderConfig())
+
+    def render(self, cameras, shading=None, generator=None):
+        return render_truth(self.field, cameras, self.background, shading)
+
+
 def test_scorer_gives_the_truth_a_perfect_score_at_its_yaw():
     """The true wedge turned by 90 degrees, as a scene: IoU 1 at yaw 90, identical renders
     there (PSNR inf), a finite PSNR against the unturned truth, and the judge asked for the
     view labels of the turned object."""
     truth = GroundTruthField("wedge", "yellow", yaw_deg=90)
-    scene = RadianceScene(truth, SolidBackground(), RenderConfig(GROUND_TRUTH_SAMPLES))
+    scene = TrueObject(truth)
     # Threshold at the true surface's density: occupancy is then exactly sdf < 0.
     cfg = EvalConfig(
         threshold=truth.surface_density,

@@ -12,26 +12,20 @@ from ssd3d.bench.tables import gap_closed
 from ssd3d.pipeline.config import resolve_config
 from ssd3d.pipeline.run import prepare
 from ssd3d.scene import (
-    RadianceScene,
-    RenderConfig,
     ShadingConfig,
-    SolidBackground,
     orbit_cameras,
     sample_shading,
 )
-from ssd3d.toyworld.render_dataset import GROUND_TRUTH_SAMPLES
 from ssd3d.toyworld.truth import GroundTruthField
 
-from .test_bench import TINY, tiny_prior  # noqa: F401, F811 - the module-scoped fixture
+from .test_bench import TINY, TrueObject, tiny_prior  # noqa: F401, F811 - the module-scoped fixture
 
 
 def test_the_supervision_is_the_true_render_so_a_perfect_scene_gets_no_push():
     cams = orbit_cameras(3, width=16, height=16)
     shading = sample_shading(ShadingConfig(), cams, torch.Generator().manual_seed(0), 0)
     truth = TrueRenders("a yellow wedge")(cams, shading)
-    perfect = RadianceScene(
-        GroundTruthField("wedge", "yellow"), SolidBackground(), RenderConfig(GROUND_TRUTH_SAMPLES)
-    )
+    perfect = TrueObject(GroundTruthField("wedge", "yellow"))
     rendered = perfect.render(cams, shading).rgb.clamp(0, 1)
     assert torch.equal(rendered - truth, torch.zeros_like(truth))
     # and the truth of another prompt is not it

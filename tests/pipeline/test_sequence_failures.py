@@ -57,7 +57,7 @@ def test_resume_to_fewer_steps_than_the_checkpoint_is_refused_and_changes_nothin
         ("regularisers.orientation=-1", "regularisers.orientation must be >= 0"),
         ("grid.resolution=100000", "above the limit 256"),
         ("growth.steps=[3]", "same length"),
-        ("representation=mesh", "unknown representation 'mesh'"),
+        ("representation=pointcloud", "unknown representation 'pointcloud'"),
         ("timesteps.t_max=2000", "timestep range"),
     ],
 )

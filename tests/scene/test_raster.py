@@ -209,7 +209,7 @@ def test_mesh_scene_fits_a_target_outline_and_exports_itself():
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     assert losses[-1] < 0.2 * losses[0]
     mesh = scene.export_mesh()
     assert mesh.is_watertight and mesh.volume > 0

@@ -12,9 +12,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ssd3d.scene import Cameras, RenderConfig, Shading, SolidBackground, render
-from ssd3d.toyworld.render_dataset import GROUND_TRUTH_SAMPLES
-from ssd3d.toyworld.truth import GroundTruthField
+from ssd3d.scene import Cameras, Shading, SolidBackground
+from ssd3d.toyworld.truth import DEFAULT_TRUTH_RENDERER, GroundTruthField, render_truth
 
 # The spec and label of the oracle in a benchmark's plan (it is no estimator).
 ORACLE_SPEC = "oracle"
@@ -24,17 +23,22 @@ ORACLE_LABEL = "oracle (true renders)"
 class TrueRenders:
     """A run's supervision: the true object of ``prompt`` rendered like the run's views."""
 
-    def __init__(self, prompt: str, background: tuple[float, float, float] = (1.0, 1.0, 1.0)):
+    def __init__(
+        self,
+        prompt: str,
+        background: tuple[float, float, float] = (1.0, 1.0, 1.0),
+        renderer: str = DEFAULT_TRUTH_RENDERER,
+    ):
         self.truth = GroundTruthField.from_prompt(prompt)
         self.background = SolidBackground(background)
-        self.config = RenderConfig(GROUND_TRUTH_SAMPLES)
+        self.renderer = renderer
 
     @torch.no_grad()
     def __call__(self, cameras: Cameras, shading: Shading | None) -> Tensor:
         """The target renders [B, 3, H, W] in [0, 1] for these cameras and shading."""
         truth = self.truth.to(cameras.device)
         background = self.background.to(cameras.device)
-        return render(truth, cameras, background, self.config, shading).rgb.clamp(0, 1)
+        return render_truth(truth, cameras, background, shading, self.renderer).rgb.clamp(0, 1)
 
 
 __all__ = ["ORACLE_LABEL", "ORACLE_SPEC", "TrueRenders"]

@@ -97,7 +97,7 @@ def _run_one(
 
     run = prepare(cfg, prior)
     if oracle:
-        run.supervision = TrueRenders(cfg.prompt, cfg.background.colour)
+        run.supervision = TrueRenders(cfg.prompt, cfg.background.colour, scorer.cfg.truth_renderer)
     w, h = cfg.camera.width, cfg.camera.height
     checkpoints = [{"step": 0, **initial}]
     train_s = eval_s = prior_calls = 0.0

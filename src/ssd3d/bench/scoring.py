@@ -18,7 +18,7 @@ from ssd3d.bench.metrics import (
 from ssd3d.errors import SSD3DError
 from ssd3d.scene import VolumeScene
 from ssd3d.toyworld.shapes import VIEW_DISTINCT_SHAPES
-from ssd3d.toyworld.truth import GroundTruthField
+from ssd3d.toyworld.truth import GroundTruthField, render_truth
 from ssd3d.toyworld.vocabulary import parse_prompt
 
 # Shapes whose front and back views differ, so a view classifier can tell a Janus object
@@ -57,8 +57,7 @@ class Scorer:
     def truth_maps(self, prompt: str, yaw_deg: float, cameras):
         """(rgb [V, 3, H, W], opacity [V, 1, H, W], depth [V, 1, H, W]) of the true object
         turned by ``yaw_deg``, on the CPU (cached)."""
-        from ssd3d.scene import RenderConfig, SolidBackground, fixed_shading, render
-        from ssd3d.toyworld.render_dataset import GROUND_TRUTH_SAMPLES
+        from ssd3d.scene import SolidBackground, fixed_shading
 
         key = (prompt, float(yaw_deg), cameras.width, cameras.height, str(cameras.device))
         if key not in self._truth:
@@ -66,10 +65,7 @@ class Scorer:
             shading = fixed_shading(self.cfg.shading, cameras)
             # Rendered on white like the dataset; a run's background only differs if
             # overridden, and then it is part of what is scored.
-            with torch.no_grad():
-                out = render(
-                    gt, cameras, SolidBackground(), RenderConfig(GROUND_TRUTH_SAMPLES), shading
-                )
+            out = render_truth(gt, cameras, SolidBackground(), shading, self.cfg.truth_renderer)
             self._truth[key] = (out.rgb.clamp(0, 1).cpu(), out.opacity.cpu(), out.depth.cpu())
         return self._truth[key]
 

@@ -57,9 +57,16 @@ def register(app: typer.Typer) -> None:
             typer.Option(help="torch threads per run (default: torch's here, 1 on Ray)"),
         ] = None,
         quiet: Annotated[bool, typer.Option(help="no progress bar")] = False,
+        truth: Annotated[
+            str,
+            typer.Option(
+                help="how the true object is drawn: surface (exact) or volume (the soft step "
+                "of tables scored before the exact surface)"
+            ),
+        ] = "surface",
     ) -> None:
         """Score estimators x prompts x seeds against ToyWorld's ground truth."""
-        from ssd3d.bench import bench_config, load_judge, run_bench
+        from ssd3d.bench import EvalConfig, bench_config, load_judge, run_bench
         from ssd3d.bench.tables import PLOT_FILE, TABLE_FILE
         from ssd3d.errors import SSD3DError
         from ssd3d.report.page import REPORT_FILE
@@ -76,6 +83,7 @@ def register(app: typer.Typer) -> None:
             prior=prior,
             model=model,
             overrides=list(overrides or []),
+            eval_config=EvalConfig(truth_renderer=truth),
         )
         loaded = "auto"
         if judge is not None:

@@ -31,6 +31,7 @@ from ssd3d.scene import (
     CameraConfig,
     GaussianConfig,
     GrowthConfig,
+    MeshConfig,
     RenderConfig,
     ShadingConfig,
     ViewPromptConfig,
@@ -220,7 +221,8 @@ class GenerateConfig:
     # "default", "reduce-overhead", "max-autotune"; benchmarks/sd_step.py measures each).
     compile: str = "none"
     # A name of ssd3d.scene.REPRESENTATIONS: "nerf" (voxel radiance field), "gaussians"
-    # (3D Gaussian splatting) or "image" (optimise pixels: quick estimator studies).
+    # (3D Gaussian splatting), "mesh" (3D Gaussians, then their mesh refined for the last
+    # mesh.steps steps) or "image" (optimise pixels: quick estimator studies).
     representation: str = "nerf"
     # Estimator spec for ssd3d.estimators.build_estimator.
     estimator: str = "ssd"
@@ -241,6 +243,7 @@ class GenerateConfig:
     grid: VoxelGridConfig = field(default_factory=VoxelGridConfig)
     growth: GrowthConfig = field(default_factory=GrowthConfig)
     gaussians: GaussianConfig = field(default_factory=GaussianConfig)
+    mesh: MeshConfig = field(default_factory=MeshConfig)
     background: BackgroundConfig = field(default_factory=BackgroundConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     regularisers: RegulariserConfig = field(default_factory=RegulariserConfig)

@@ -41,6 +41,7 @@ from ssd3d.scene.cameras import (
 from ssd3d.scene.fields import RadianceField, VoxelGridConfig, VoxelGridField, outward_normals
 from ssd3d.scene.gaussians import GaussianConfig, GaussianScene
 from ssd3d.scene.image import ImageScene
+from ssd3d.scene.mesh import GaussiansThenMesh, MeshConfig, MeshScene
 from ssd3d.scene.radiance import GrowthConfig, RadianceScene
 from ssd3d.scene.rays import SCENE_BOUND, Rays, camera_directions, generate_rays, intersect_cube
 from ssd3d.scene.registry import REPRESENTATIONS, build_scene, describe_scene
@@ -80,6 +81,9 @@ __all__ = [
     "Cameras",
     "GaussianConfig",
     "GaussianScene",
+    "GaussiansThenMesh",
+    "MeshConfig",
+    "MeshScene",
     "GrowthConfig",
     "ImageScene",
     "RadianceField",

@@ -14,6 +14,7 @@ draw, at ``surface_level`` 0.5.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -23,11 +24,13 @@ import trimesh
 from torch import Tensor, nn
 
 from ssd3d.errors import SSD3DError
-from ssd3d.scene.background import Background, SolidBackground
+from ssd3d.scene.background import Background, SolidBackground, build_background
 from ssd3d.scene.cameras import Cameras
+from ssd3d.scene.gaussians import GaussianConfig, GaussianScene
 from ssd3d.scene.raster import DEFAULT_SIGMA_PX, face_neighbours, rasterize
 from ssd3d.scene.rays import SCENE_BOUND
 from ssd3d.scene.render import RenderOutput
+from ssd3d.scene.scene import named_groups
 from ssd3d.scene.shading import Shading
 
 # Occupancy is 1 inside and 0 outside, so any level between draws the same surface.
@@ -44,12 +47,17 @@ COLOUR_EPS = 1e-3
 
 @dataclass(frozen=True)
 class MeshConfig:
-    """Adam rates and the surface prior of a refined mesh."""
+    """The mesh stage: when it starts, its mesh, its Adam rates and its surface prior."""
+
+    # The run's last ``steps`` steps refine the mesh; the steps before fit 3D Gaussians.
+    steps: int = 100
+    # Marching-cubes grid the Gaussians' surface is extracted on: 48^3 is a vertex every
+    # 0.04 units, about two thirds of a 32x32 pixel at the object.
+    resolution: int = 48
 
     # Vertex step: a pixel at 32x32 spans ~0.06 scene units at the object, so 1e-3 moves a
     # vertex by a sixtieth of a pixel a step while Adam's steps are at full size (Adam moves
-    # every vertex with any gradient by about the rate: 1e-2 crumpled the surface,
-    # benchmarks/mesh_refine.py).
+    # every vertex with any gradient by about the rate: 1e-2 speckled the faces, docs/mesh.md).
     lr_vertices: float = 1e-3
     # Colour logits: the voxel grid's albedo rate.
     lr_colour: float = 5e-2
@@ -60,6 +68,14 @@ class MeshConfig:
     laplacian: float = 10.0
     # The rasteriser's soft edge width, pixels.
     sigma_px: float = DEFAULT_SIGMA_PX
+
+    def __post_init__(self) -> None:
+        if self.steps < 0:
+            raise SSD3DError(f"mesh.steps must be >= 0; got {self.steps}")
+        if self.resolution < 8:
+            raise SSD3DError(f"mesh.resolution must be >= 8; got {self.resolution}")
+        if not (self.sigma_px > 0 and self.lr_vertices >= 0 and self.laplacian >= 0):
+            raise SSD3DError("mesh.sigma_px must be > 0, lr_vertices and laplacian >= 0")
 
 
 def _logit(x: Tensor) -> Tensor:
@@ -227,12 +243,14 @@ class MeshScene(nn.Module):
 
     def param_groups(self) -> list[dict[str, Any]]:
         c = self.config
-        named = [
-            ("vertices", [self.vertices], c.lr_vertices),
-            ("colour", [self.colour_logits], c.lr_colour),
-            ("background", list(self.background.parameters()), c.lr_background),
-        ]
-        return [{"params": p, "lr": lr, "name": name} for name, p, lr in named if len(p) > 0]
+        return named_groups(
+            {
+                "vertices": [self.vertices],
+                "colour": [self.colour_logits],
+                "background": list(self.background.parameters()),
+            },
+            {"vertices": c.lr_vertices, "colour": c.lr_colour, "background": c.lr_background},
+        )
 
     def restructure(self, step: int) -> bool:
         return False
@@ -279,3 +297,129 @@ class MeshScene(nn.Module):
 
     def export_files(self, folder: Path) -> dict[str, Path]:
         return {}
+
+
+class GaussiansThenMesh(nn.Module):
+    """3D Gaussians, then their mesh (the ``Scene`` protocol, name "mesh"): Magic3D's two
+    stages in one run. Until ``switch_step`` the Gaussians are the scene; at that step
+    ``restructure`` exports their surface (marching cubes at their surface level) and the
+    mesh is the scene from then on, refined through the rasteriser. Every call goes to the
+    stage in use. The mesh is in the ``state_dict`` once built (``mesh.*``), so a checkpoint
+    of either stage resumes it; a volume with no surface to export stays the scene."""
+
+    name: ClassVar[str] = "mesh"
+    is_3d: ClassVar[bool] = True
+    # Those of the Gaussian stage; on the mesh they act on its opacity, which only its
+    # outline can change.
+    supported_regularisers: ClassVar[frozenset[str]] = GaussianScene.supported_regularisers
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> GaussiansThenMesh:
+        """From a run's config: its ``gaussians``, ``mesh`` and ``background`` sections."""
+        return cls(
+            cfg.gaussians,
+            cfg.mesh,
+            max(cfg.steps - cfg.mesh.steps, 0),
+            build_background(cfg.background.kind, cfg.background.colour),
+        )
+
+    @staticmethod
+    def describe(cfg: Any) -> str:
+        volume = GaussianScene.describe(cfg)
+        m = cfg.mesh
+        return f"{volume}; its mesh ({m.resolution}³ marching cubes) refined for the last {m.steps} steps"
+
+    def __init__(
+        self,
+        gaussians: GaussianConfig = GaussianConfig(),
+        mesh: MeshConfig = MeshConfig(),
+        switch_step: int = 100,
+        background: Background | None = None,
+    ) -> None:
+        super().__init__()
+        self.volume = GaussianScene(gaussians, background)
+        self.mesh_config = mesh
+        self.switch_step = switch_step
+        self.mesh: MeshScene | None = None
+        # Set when the volume had no surface at the switch: it stays the scene (resume-safe).
+        self.register_buffer("no_surface", torch.tensor(False))
+
+    @property
+    def stage(self) -> GaussianScene | MeshScene:
+        return self.volume if self.mesh is None else self.mesh
+
+    @property
+    def background(self) -> Background:
+        return self.stage.background
+
+    def render(
+        self,
+        cameras: Cameras,
+        shading: Shading | None = None,
+        generator: torch.Generator | None = None,
+    ) -> RenderOutput:
+        return self.stage.render(cameras, shading, generator)
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        return self.stage.param_groups()
+
+    def restructure(self, step: int) -> bool:
+        if self.mesh is None and step >= self.switch_step and not bool(self.no_surface):
+            try:
+                surface = self.volume.export_mesh(self.mesh_config.resolution)
+            except SSD3DError:
+                self.no_surface.fill_(True)
+                return self.volume.restructure(step)
+            # Its own copy of the background, which goes on from the volume's: a checkpoint
+            # cannot hold one tensor under two names.
+            background = copy.deepcopy(self.volume.background)
+            self.mesh = MeshScene.from_trimesh(surface, self.mesh_config, background)
+            self.mesh.to(self.volume.means.device)
+            return True
+        return self.stage.restructure(step)
+
+    def observe_gradients(self, step: int) -> None:
+        self.stage.observe_gradients(step)
+
+    def scene_losses(self) -> dict[str, tuple[float, Tensor]]:
+        return self.stage.scene_losses()
+
+    def learning_rates(self, step: int, steps: int) -> dict[str, float]:
+        return self.stage.learning_rates(step, steps)
+
+    @property
+    def surface_level(self) -> float:
+        return self.stage.surface_level
+
+    @property
+    def measures_surface_level(self) -> bool:
+        return self.stage.measures_surface_level
+
+    @property
+    def surface_level_candidates(self) -> tuple[float, ...]:
+        return self.stage.surface_level_candidates
+
+    def density(self, points: Tensor) -> Tensor:
+        return self.stage.density(points)
+
+    def albedo(self, points: Tensor) -> Tensor:
+        return self.stage.albedo(points)
+
+    def export_mesh(self, resolution: int = 128) -> trimesh.Trimesh:
+        return self.stage.export_mesh(resolution)
+
+    def export_files(self, folder: Path) -> dict[str, Path]:
+        """The Gaussians' splat .ply (either stage: the volume is kept)."""
+        return self.volume.export_files(folder)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        # A checkpoint of the mesh stage: build a mesh of its size to load into.
+        vertices, faces = (
+            state_dict.get(prefix + "mesh.vertices"),
+            state_dict.get(prefix + "mesh.faces"),
+        )
+        if vertices is not None and faces is not None and self.mesh is None:
+            background = copy.deepcopy(self.volume.background)
+            colours = torch.full_like(vertices, 0.5)
+            self.mesh = MeshScene(vertices, faces, colours, self.mesh_config, background)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

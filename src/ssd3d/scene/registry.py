@@ -7,13 +7,14 @@ from typing import Any
 from ssd3d.errors import SSD3DError
 from ssd3d.scene.gaussians import GaussianScene
 from ssd3d.scene.image import ImageScene
+from ssd3d.scene.mesh import GaussiansThenMesh
 from ssd3d.scene.radiance import RadianceScene
 from ssd3d.scene.scene import Scene
 
 # name -> class; each has ``from_config(cfg)`` and ``describe(cfg)`` for a run's config
 # (duck-typed: each reads the sections it needs, so the scene knows nothing of the pipeline).
 REPRESENTATIONS: dict[str, Any] = {
-    cls.name: cls for cls in (RadianceScene, GaussianScene, ImageScene)
+    cls.name: cls for cls in (RadianceScene, GaussianScene, GaussiansThenMesh, ImageScene)
 }
 
 

@@ -18,25 +18,20 @@ from ssd3d.config import to_dict
 from ssd3d.scene import (
     VIEW_LABELS,
     CameraConfig,
-    RenderConfig,
     ShadingConfig,
     SolidBackground,
     ViewPromptConfig,
-    render,
     sample_cameras,
     sample_shading,
     view_labels,
 )
 from ssd3d.toyworld.dataset_format import ToyDataset
-from ssd3d.toyworld.truth import GroundTruthField
+from ssd3d.toyworld.truth import DEFAULT_TRUTH_RENDERER, GroundTruthField, render_truth
 from ssd3d.toyworld.vocabulary import all_prompts, parse_prompt
 
-# Samples per ray for ground-truth renders: the true surface is a sharp step (width 0.01),
-# so more samples than the loop's 48 keep its silhouette from aliasing.
-GROUND_TRUTH_SAMPLES = 96
 # Bumped whenever the renderer or the shapes change what a dataset holds (cache key).
-DATASET_VERSION = 1
-# Views rendered per call: bounds memory (views x H x W x samples points per call).
+DATASET_VERSION = 2
+# Views rendered per call: bounds memory (views x H x W x rays a pixel per call).
 VIEW_CHUNK = 50
 
 
@@ -62,7 +57,8 @@ class DatasetConfig:
     # The pipeline's camera and shading distributions (their defaults, at ``resolution``).
     camera: CameraConfig = field(default_factory=CameraConfig)
     shading: ShadingConfig = field(default_factory=ShadingConfig)
-    samples_per_ray: int = GROUND_TRUTH_SAMPLES
+    # How the true object is drawn (ssd3d.toyworld.truth.TRUTH_RENDERERS).
+    truth_renderer: str = DEFAULT_TRUTH_RENDERER
 
 
 @torch.no_grad()
@@ -77,7 +73,7 @@ def render_prompt(prompt: str, n: int, cfg: DatasetConfig, generator: torch.Gene
         b = min(VIEW_CHUNK, n - start)
         cams = sample_cameras(camera, b, generator)
         shading = sample_shading(cfg.shading, cams, generator)
-        out = render(gt, cams, background, RenderConfig(cfg.samples_per_ray), shading)
+        out = render_truth(gt, cams, background, shading, cfg.truth_renderer)
         images.append((out.rgb.clamp(0, 1) * 255).round().to(torch.uint8))
         views += [VIEW_LABELS.index(v) for v in view_labels(cams, ViewPromptConfig())]
         azimuths.append(cams.azimuth_deg)

@@ -1,14 +1,26 @@
-"""The true object of a ToyWorld prompt as a radiance field (what the renders and metrics see)."""
+"""The true object of a ToyWorld prompt: a field for the metrics, and its true renders.
+
+The field (density and albedo at points) is what occupancy and colour metrics query. Its
+renders (``render_truth``) are what the oracle is supervised by, the datasets hold and the
+render metrics compare with: by default the exact surface, sphere-traced and antialiased.
+"""
 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from ssd3d.errors import SSD3DError
+from ssd3d.scene.background import Background
+from ssd3d.scene.cameras import Cameras
 from ssd3d.scene.fields import RadianceField
+from ssd3d.scene.rays import generate_rays
+from ssd3d.scene.render import RenderConfig, RenderOutput, render
+from ssd3d.scene.shading import Shading, fixed_shading, shade
 from ssd3d.toyworld.shapes import get_shape, sdf, sdf_normals
 from ssd3d.toyworld.vocabulary import colour_rgb, parse_prompt
 
@@ -20,8 +32,9 @@ DENSITY_SCALE = 100.0
 # Width: a quarter of the smallest sample step and a seventh of a pixel at 32x32 (0.07 units
 # at the orbit's distance 2.25 and fov 55), so edges are sharp at the render's resolution
 # while a surface falling between two samples still gives the nearer outside sample partial
-# opacity instead of snapping to the sample grid. The rendered surface therefore sits about
-# one width (0.01) outside sdf = 0.
+# opacity instead of snapping to the sample grid. Rendered by volume rendering, the surface
+# therefore sits about one width (0.01) outside sdf = 0 head-on, and further for grazing rays
+# (TRUTH_RENDERERS below).
 SURFACE_WIDTH = 0.01
 
 
@@ -84,3 +97,91 @@ class GroundTruthField(RadianceField):
     def albedo(self, points: Tensor) -> Tensor:
         """Albedo [N, 3] alone (an ``albedo_fn``)."""
         return self(points)[1]
+
+
+# How the true object is drawn. "surface": where each ray meets sdf = 0 (sphere tracing),
+# antialiased by SUPERSAMPLE^2 rays a pixel; the outline is the shape's own. "volume": the
+# field above through the volume renderer, the ground truth before; its soft step's tail,
+# crossed along a long chord by a grazing ray, turns opaque 0.02-0.04 outside the shape, so
+# its outlines are the shape's dilated (docs/mesh.md, benchmarks/truth_halo.py).
+TRUTH_RENDERERS = ("surface", "volume")
+DEFAULT_TRUTH_RENDERER = "surface"
+# Rays a pixel side, box-filtered: 5 x 5 a pixel, an odd count, so one ray is the pixel
+# centre's and no pixel sits at exactly half coverage (with 4 x 4, a pixel an edge halves
+# reads 8/16 and falls out of every "opacity > 0.5" silhouette).
+SUPERSAMPLE = 5
+# Sphere tracing: a ray within HIT_DISTANCE of the surface has met it (a sixtieth of a
+# supersampled 32x32 pixel); one still stepping after TRACE_STEPS grazes the surface closer
+# than a thousandth over a long run and is counted a miss.
+HIT_DISTANCE = 1e-3
+TRACE_STEPS = 256
+# Samples a ray for the "volume" renderer (the soft step is 0.01 wide).
+VOLUME_SAMPLES = 96
+
+
+@torch.no_grad()
+def trace_surface(
+    field: GroundTruthField, origins: Tensor, directions: Tensor, near: Tensor, far: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Sphere tracing from ``near`` to ``far`` along rays [N, 3]: (t [N], hit [N] bool).
+    The step is the SDF itself, a lower bound on the distance to the surface for every
+    ToyWorld shape (unions and differences of exact SDFs), so no ray steps through it."""
+    t = near.clone()
+    hit = torch.zeros_like(near, dtype=torch.bool)
+    active = torch.nonzero(far > near)[:, 0]
+    for _ in range(TRACE_STEPS):
+        if active.numel() == 0:
+            break
+        distance = field.sdf(origins[active] + t[active, None] * directions[active])
+        reached = distance < HIT_DISTANCE
+        hit[active[reached]] = True
+        t[active] = t[active] + torch.where(reached, 0.0, distance)
+        active = active[~reached & (t[active] < far[active])]
+    return t, hit
+
+
+@torch.no_grad()
+def render_truth(
+    field: GroundTruthField,
+    cameras: Cameras,
+    background: Background,
+    shading: Shading | None = None,
+    renderer: str = DEFAULT_TRUTH_RENDERER,
+) -> RenderOutput:
+    """The true object in every camera (rgb, opacity, depth and normal maps as the volume
+    renderer returns them; no per-sample maps)."""
+    if renderer not in TRUTH_RENDERERS:
+        raise SSD3DError(
+            f"unknown truth renderer {renderer!r} (known: {', '.join(TRUTH_RENDERERS)})"
+        )
+    if shading is None:
+        shading = fixed_shading("albedo", cameras)
+    if renderer == "volume":
+        return render(field, cameras, background, RenderConfig(VOLUME_SAMPLES), shading)
+    s = SUPERSAMPLE
+    fine = replace(cameras, width=cameras.width * s, height=cameras.height * s)
+    rays = generate_rays(fine)
+    b, h, w = rays.shape
+    origins, directions = rays.origins.reshape(-1, 3), rays.directions.reshape(-1, 3)
+    t, hit = trace_surface(field, origins, directions, rays.near.reshape(-1), rays.far.reshape(-1))
+    points = origins + t[:, None] * directions
+    normals = field.normals(points).reshape(b, h, w, 3)
+    albedo = field.albedo(points).reshape(b, h, w, 3)
+    points = points.reshape(b, h, w, 3)
+    alpha = hit.to(points.dtype).reshape(b, h, w, 1)
+    rgb = alpha * shade(albedo, normals, points, shading) + (1 - alpha) * background(
+        rays.directions
+    )
+
+    def pooled(values: Tensor) -> Tensor:  # [B, h, w, C] fine -> [B, C, H, W] box-filtered
+        return F.avg_pool2d(values.permute(0, 3, 1, 2), s)
+
+    return RenderOutput(
+        rgb=pooled(rgb),
+        opacity=pooled(alpha),
+        depth=pooled(alpha * t.reshape(b, h, w, 1)),
+        normal=pooled(alpha * normals),
+        weights=None,
+        sample_normals=None,
+        directions=generate_rays(cameras).directions,
+    )
