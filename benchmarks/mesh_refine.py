@@ -88,6 +88,7 @@ def main() -> None:
     parser.add_argument("--mesh-resolution", type=int, default=48)
     parser.add_argument("--lr-vertices", type=float, default=MeshConfig.lr_vertices)
     parser.add_argument("--laplacian", type=float, default=MeshConfig.laplacian)
+    parser.add_argument("--smoothing", type=float, default=MeshConfig.smoothing)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--truth",
@@ -98,7 +99,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="also write the rows as JSON")
     args = parser.parse_args()
     torch.set_num_threads(2)
-    config = MeshConfig(lr_vertices=args.lr_vertices, laplacian=args.laplacian)
+    config = MeshConfig(
+        lr_vertices=args.lr_vertices, laplacian=args.laplacian, smoothing=args.smoothing
+    )
     results = {}
     for prompt in args.prompts.split(";"):
         results[prompt] = refine(
@@ -118,7 +121,7 @@ def main() -> None:
             )
     print(
         f"\n{args.volume_steps} oracle steps on 3D Gaussians, then {args.mesh_steps} on their mesh "
-        f"(marching cubes at {args.mesh_resolution}^3; vertex rate {args.lr_vertices:g}, Laplacian {args.laplacian:g}); "
+        f"(marching cubes at {args.mesh_resolution}^3; vertex rate {args.lr_vertices:g}, Laplacian {args.laplacian:g}, smoothing {args.smoothing:g}); "
         f"true renders by {args.truth!r}; seed {args.seed}.\n"
     )
     print("| prompt | stage | " + " | ".join(METRICS) + " | wall s |")

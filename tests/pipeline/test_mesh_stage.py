@@ -33,7 +33,9 @@ def test_the_gaussians_become_a_mesh_for_the_last_steps(tiny_config, tiny_prior)
     assert stages == [GaussianScene] * 3 + [MeshScene] * 3
     # The optimiser was rebuilt on the mesh's parameters.
     optimised = {id(p) for g in run.optimizer.param_groups for p in g["params"]}
-    assert id(run.scene.mesh.vertices) in optimised and id(run.scene.volume.means) not in optimised
+    assert (
+        id(run.scene.mesh.coordinates) in optimised and id(run.scene.volume.means) not in optimised
+    )
     # The mesh moved from the volume's surface, and what the run exports is the mesh itself.
     exported = run.scene.export_mesh(64)
     assert len(exported.faces) == len(run.scene.mesh.faces) and exported.is_watertight
@@ -49,7 +51,7 @@ def test_a_run_resumed_across_the_switch_equals_an_uninterrupted_one(
     resume(stopped, prior=tiny_prior, progress=False)  # switches after the resume, at step 3
     a = RunDir(straight).load_checkpoint().scene
     b = RunDir(stopped).load_checkpoint().scene
-    assert "mesh.vertices" in a and list(a) == list(b)
+    assert "mesh.coordinates" in a and list(a) == list(b)
     assert all(torch.equal(a[k], b[k]) for k in a)
     # and from a checkpoint of the mesh stage
     late = generate(cfg, tmp_path / "c", prior=tiny_prior, stop_after=4, progress=False)

@@ -196,10 +196,10 @@ def test_mesh_scene_fits_a_target_outline_and_exports_itself():
     target = (
         MeshScene(vertices, faces, torch.full_like(vertices, 0.5)).render(cams).opacity.detach()
     )
-    # No Laplacian: on a box of 8 vertices it pulls every corner in.
-    scene = MeshScene(
-        vertices * 1.15, faces, torch.full_like(vertices, 0.5), MeshConfig(laplacian=0)
-    )
+    # The vertices themselves, no surface prior: on a box of 8 vertices the Laplacian pulls
+    # every corner in, and the smoothing damps the shrink (no smooth field on so few).
+    plain = MeshConfig(laplacian=0, smoothing=0, lr_vertices=1e-3)
+    scene = MeshScene(vertices * 1.15, faces, torch.full_like(vertices, 0.5), plain)
     assert isinstance(scene, VolumeScene)
     opt = torch.optim.Adam(scene.param_groups())
     losses = []
@@ -213,9 +213,31 @@ def test_mesh_scene_fits_a_target_outline_and_exports_itself():
     assert losses[-1] < 0.2 * losses[0]
     mesh = scene.export_mesh()
     assert mesh.is_watertight and mesh.volume > 0
-    np.testing.assert_allclose(mesh.vertices, scene.vertices.detach().numpy(), atol=1e-6)
+    np.testing.assert_allclose(mesh.vertices, scene.positions().detach().numpy(), atol=1e-6)
     centre_and_far = torch.tensor([[0.0, 0.0, 0.0], [0.9, 0.0, 0.0]])
     assert scene.density(centre_and_far).tolist() == [1.0, 0.0]
-    restored = MeshScene(vertices, faces, torch.zeros_like(vertices))
+    restored = MeshScene(vertices, faces, torch.zeros_like(vertices), plain)
     restored.load_state_dict(scene.state_dict())
     torch.testing.assert_close(restored.render(cams).rgb, scene.render(cams).rgb)
+
+
+def test_large_steps_move_a_smooth_field_of_vertices():
+    """With ``smoothing`` the optimiser moves u = (I + lambda L) x: the scene starts at the
+    given vertices, and a step that pulls one vertex moves its neighbours with it."""
+    sphere = trimesh.creation.icosphere(subdivisions=2, radius=0.5)
+    vertices = torch.tensor(sphere.vertices, dtype=torch.float32)
+    faces = torch.tensor(sphere.faces)
+    moved = {}
+    for smoothing in (0.0, 10.0):
+        scene = MeshScene(
+            vertices, faces, torch.full_like(vertices, 0.5), MeshConfig(smoothing=smoothing)
+        )
+        torch.testing.assert_close(scene.positions(), vertices, atol=1e-5, rtol=0)
+        opt = torch.optim.SGD([scene.coordinates], lr=0.1)
+        scene.positions()[0, 0].backward()  # a pull on vertex 0's x alone
+        opt.step()
+        moved[smoothing] = (scene.positions() - vertices).detach().norm(dim=-1)
+    source, target = vertex_neighbours(faces, len(vertices))
+    ring = target[source == 0]
+    assert moved[0.0][0] > 0 and moved[0.0][1:].max() == 0
+    assert (moved[10.0][ring] > 0.1 * moved[10.0][0]).all()

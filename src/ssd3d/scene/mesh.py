@@ -55,27 +55,36 @@ class MeshConfig:
     # 0.04 units, about two thirds of a 32x32 pixel at the object.
     resolution: int = 48
 
-    # Vertex step: a pixel at 32x32 spans ~0.06 scene units at the object, so 1e-3 moves a
-    # vertex by a sixtieth of a pixel a step while Adam's steps are at full size (Adam moves
-    # every vertex with any gradient by about the rate: 1e-2 speckled the faces, docs/mesh.md).
-    lr_vertices: float = 1e-3
+    # Step of the (large-steps) coordinates: a pixel at 32x32 spans ~0.06 scene units at the
+    # object, and 3e-3 moves the smoothed vertices by a few hundredths of a pixel a step; of
+    # 1e-3, 2e-3 and 3e-3 at smoothing 5 and 10, it fitted the oracle best (docs/mesh.md).
+    # Without smoothing Adam moves every vertex with any gradient by about the rate, and
+    # 1e-3 is the most that keeps flat-shaded faces from speckling.
+    lr_vertices: float = 3e-3
     # Colour logits: the voxel grid's albedo rate.
     lr_colour: float = 5e-2
     lr_background: float = 1e-2
     # Weight of the summed squared uniform Laplacian (scene units squared), against the
-    # photometric loss summed over pixels: per vertex both are gradients of order one, and 10
-    # keeps flat-shaded faces from speckling (docs/mesh.md).
-    laplacian: float = 10.0
+    # photometric loss summed over pixels: per vertex both are gradients of order one. Off by
+    # default: it resists every corner, and the smoothing below regularises the steps
+    # instead (10 without smoothing is the alternative docs/mesh.md measures).
+    laplacian: float = 0.0
     # The rasteriser's soft edge width, pixels.
     sigma_px: float = DEFAULT_SIGMA_PX
+    # Nicolet et al.'s "large steps" (2021): Adam moves u = (I + smoothing L) x, L the
+    # combinatorial Laplacian, and the vertices are x = (I + smoothing L)^-1 u, so every step
+    # is a smooth field over the surface (no energy resists a corner, as the Laplacian term
+    # does). 0: Adam moves the vertices themselves. 5 fitted the oracle better than 10 on
+    # every shape but the sphere (docs/mesh.md).
+    smoothing: float = 5.0
 
     def __post_init__(self) -> None:
         if self.steps < 0:
             raise SSD3DError(f"mesh.steps must be >= 0; got {self.steps}")
         if self.resolution < 8:
             raise SSD3DError(f"mesh.resolution must be >= 8; got {self.resolution}")
-        if not (self.sigma_px > 0 and self.lr_vertices >= 0 and self.laplacian >= 0):
-            raise SSD3DError("mesh.sigma_px must be > 0, lr_vertices and laplacian >= 0")
+        if not (self.sigma_px > 0 and min(self.lr_vertices, self.laplacian, self.smoothing) >= 0):
+            raise SSD3DError("mesh.sigma_px must be > 0; lr_vertices, laplacian and smoothing >= 0")
 
 
 def _logit(x: Tensor) -> Tensor:
@@ -163,7 +172,9 @@ def parity_inside(vertices: Tensor, faces: Tensor, points: Tensor) -> Tensor:
 
 class MeshScene(nn.Module):
     """A closed triangle mesh with vertex colours and a background (the ``Scene`` protocol,
-    name "mesh"). Parameters: ``vertices`` [V, 3] and ``colour_logits`` [V, 3]; the faces
+    name "mesh"). Parameters: ``coordinates`` [V, 3] (the vertices, or with ``smoothing``
+    their large-steps coordinates; ``positions()`` is the vertices either way) and
+    ``colour_logits`` [V, 3]; the faces
     [F, 3] are a buffer (checkpointed, never optimised)."""
 
     name: ClassVar[str] = "mesh"
@@ -187,10 +198,15 @@ class MeshScene(nn.Module):
             raise SSD3DError(f"a mesh scene needs faces [F, 3]; got {tuple(faces.shape)}")
         self.config = config
         self.background = SolidBackground() if background is None else background
-        self.vertices = nn.Parameter(vertices.detach().float().clone())
-        self.colour_logits = nn.Parameter(_logit(colours.detach().float()))
         self.register_buffer("faces", faces.long().clone())
+        self.vertex_count = vertices.shape[0]
         self._topology: tuple[Tensor, Tensor, Tensor] | None = None
+        self._smoother: Tensor | None = None
+        vertices = vertices.detach().float()
+        if config.smoothing > 0:
+            vertices = self._system() @ vertices
+        self.coordinates = nn.Parameter(vertices.clone())
+        self.colour_logits = nn.Parameter(_logit(colours.detach().float()))
 
     @classmethod
     def from_trimesh(
@@ -215,9 +231,30 @@ class MeshScene(nn.Module):
     def _edges(self) -> tuple[Tensor, Tensor, Tensor]:
         """(face neighbours, Laplacian sources, Laplacian targets), cached: faces are fixed."""
         if self._topology is None or self._topology[0].device != self.faces.device:
-            source, target = vertex_neighbours(self.faces, self.vertices.shape[0])
+            source, target = vertex_neighbours(self.faces, self.vertex_count)
             self._topology = (face_neighbours(self.faces), source, target)
         return self._topology
+
+    def _system(self) -> Tensor:
+        """I + smoothing L [V, V] (dense: the meshes here have a few thousand vertices)."""
+        _, source, target = self._edges()
+        n = self.vertex_count
+        system = torch.zeros(n, n, device=self.faces.device)
+        system[source, target] = -self.config.smoothing
+        system[torch.arange(n), torch.arange(n)] = 1 + self.config.smoothing * torch.bincount(
+            source, minlength=n
+        ).to(system)
+        return system
+
+    def positions(self) -> Tensor:
+        """The vertices [V, 3]."""
+        if self.config.smoothing <= 0:
+            return self.coordinates
+        if self._smoother is None or self._smoother.device != self.coordinates.device:
+            # Inverted once (the faces are fixed) and recomputed, not stored: a resumed run
+            # computes the same matrix.
+            self._smoother = torch.linalg.inv(self._system().to(self.coordinates))
+        return self._smoother @ self.coordinates
 
     def colours(self) -> Tensor:
         return torch.sigmoid(self.colour_logits)
@@ -231,7 +268,7 @@ class MeshScene(nn.Module):
     ) -> RenderOutput:
         """Rasterise into every camera; the generator is unused (no sampling)."""
         return rasterize(
-            self.vertices,
+            self.positions(),
             self.faces,
             self.colours(),
             cameras,
@@ -245,7 +282,7 @@ class MeshScene(nn.Module):
         c = self.config
         return named_groups(
             {
-                "vertices": [self.vertices],
+                "vertices": [self.coordinates],
                 "colour": [self.colour_logits],
                 "background": list(self.background.parameters()),
             },
@@ -266,19 +303,19 @@ class MeshScene(nn.Module):
         if self.config.laplacian <= 0:
             return {}
         _, source, target = self._edges()
-        value = uniform_laplacian(self.vertices, source, target).pow(2).sum()
+        value = uniform_laplacian(self.positions(), source, target).pow(2).sum()
         return {"mesh_laplacian": (self.config.laplacian, value)}
 
     @torch.no_grad()
     def density(self, points: Tensor) -> Tensor:
         """1 inside the mesh, 0 outside (parity of +z crossings)."""
-        inside = parity_inside(self.vertices.to(points), self.faces.to(points.device), points)
+        inside = parity_inside(self.positions().to(points), self.faces.to(points.device), points)
         return inside.to(points.dtype)
 
     @torch.no_grad()
     def albedo(self, points: Tensor, chunk: int = 8192) -> Tensor:
         """The colour of the nearest vertex."""
-        vertices, colours = self.vertices.to(points), self.colours().to(points)
+        vertices, colours = self.positions().to(points), self.colours().to(points)
         out = []
         for part in points.split(chunk):
             out.append(colours[torch.cdist(part, vertices).argmin(dim=1)])
@@ -289,7 +326,7 @@ class MeshScene(nn.Module):
         """The mesh itself (``resolution`` is unused: the mesh has its own)."""
         colours = (self.colours().cpu().numpy() * 255).round().astype("uint8")
         return trimesh.Trimesh(
-            vertices=self.vertices.cpu().numpy(),
+            vertices=self.positions().cpu().numpy(),
             faces=self.faces.cpu().numpy(),
             vertex_colors=colours,
             process=False,
@@ -414,12 +451,13 @@ class GaussiansThenMesh(nn.Module):
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
         # A checkpoint of the mesh stage: build a mesh of its size to load into.
-        vertices, faces = (
-            state_dict.get(prefix + "mesh.vertices"),
+        coordinates, faces = (
+            state_dict.get(prefix + "mesh.coordinates"),
             state_dict.get(prefix + "mesh.faces"),
         )
-        if vertices is not None and faces is not None and self.mesh is None:
+        if coordinates is not None and faces is not None and self.mesh is None:
             background = copy.deepcopy(self.volume.background)
+            vertices = torch.zeros_like(coordinates)  # overwritten by the load
             colours = torch.full_like(vertices, 0.5)
             self.mesh = MeshScene(vertices, faces, colours, self.mesh_config, background)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
