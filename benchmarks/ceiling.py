@@ -93,7 +93,7 @@ DOC = ROOT / "docs" / "results" / "ceiling.md"
 PROMPTS = ["a green cube", "a blue torus", "a yellow wedge"]
 MORE_PROMPTS = ["a red sphere", "a purple cylinder", "an orange arrow", "a white mug"]
 # The truth its tables (docs/results/ceiling.md) were measured against: the soft step through
-# the volume renderer (ssd3d.toyworld.truth.render_truth's "volume"), not today's exact surface.
+# the volume renderer (ssd3d.toyworld.truth.render_truth's "volume"), not the exact surface.
 TRUTH_RENDERER = "volume"
 # Evaluation orbit: 8 views at 64x64, 96 samples, headlight lambertian (the bench's shading).
 EVAL_VIEWS, EVAL_SIZE, EVAL_SAMPLES = 8, 64, 96

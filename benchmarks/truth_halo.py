@@ -28,7 +28,7 @@ from ssd3d.bench.metrics import iou_over_yaw, silhouette_iou
 from ssd3d.bench.scoring import Scorer
 from ssd3d.export.mesh import extract_mesh
 from ssd3d.scene import fixed_shading
-from ssd3d.scene.mesh import MeshScene
+from ssd3d.scene.mesh import MeshConfig, MeshScene
 from ssd3d.toyworld.shapes import SHAPES, sdf
 from ssd3d.toyworld.truth import TRUTH_RENDERERS
 from ssd3d.toyworld.vocabulary import make_prompt
@@ -44,7 +44,8 @@ def offset_surface(shape: str, offset: float) -> MeshScene:
         resolution=MESH_RESOLUTION,
         threshold=1.0,
     )
-    return MeshScene.from_trimesh(mesh)
+    # Rendered, never optimised: the vertices themselves (no large-steps inverse to build).
+    return MeshScene.from_trimesh(mesh, MeshConfig(smoothing=0))
 
 
 def main() -> None:

@@ -14,7 +14,8 @@ from ssd3d.scene.mesh import (
     uniform_laplacian,
     vertex_neighbours,
 )
-from ssd3d.scene.raster import face_neighbours, project_vertices, rasterize
+from ssd3d.scene.raster import NEAR_PLANE, face_neighbours, rasterize
+from ssd3d.scene.rays import project_points
 from ssd3d.scene.scene import VolumeScene
 
 SIGMA = 0.3
@@ -43,7 +44,7 @@ def reference_opacity(vertices, faces, cams, sigma):
     """Per pixel, face by face: the most any front face covers the pixel centre, hard inside
     across edges shared with another front face and soft (sigmoid of the distance to the
     nearest outline segment) across the others."""
-    screen, _ = project_vertices(vertices, cams)
+    _, screen, _ = project_points(vertices, cams, NEAR_PLANE)
     b, h, w = cams.batch_size, cams.height, cams.width
     jj, ii = torch.meshgrid(torch.arange(w) + 0.5, torch.arange(h) + 0.5, indexing="xy")
     p = torch.stack([jj, ii], -1).reshape(-1, 2)  # [HW, 2]
@@ -117,7 +118,7 @@ def test_a_closed_box_renders_its_projected_hull_without_seams():
     vertices, faces = box(0.8)
     cams = cameras(width=64, height=64)
     out = render(vertices, faces, cams, sigma_px=0.15)
-    screen, _ = project_vertices(vertices, cams)
+    _, screen, _ = project_points(vertices, cams, NEAR_PLANE)
     for view in range(cams.batch_size):
         hull = ConvexHull(screen[view].numpy())
         assert float(out.opacity[view].sum()) == pytest.approx(hull.volume, rel=0.01)

@@ -104,7 +104,7 @@ class EvalConfig:
     # Seed of the surface sampling: the same true points for every estimator.
     seed: int = 0
     # How the true object is drawn, for the oracle's supervision and every render metric:
-    # "surface" its exact outline; "volume" the soft step the tables before it were scored
+    # "surface" its exact outline; "volume" the soft step docs/results' tables were scored
     # against, whose outlines lie 0.02-0.04 outside the shape (docs/mesh.md).
     truth_renderer: str = DEFAULT_TRUTH_RENDERER
 

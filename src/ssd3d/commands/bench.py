@@ -61,7 +61,7 @@ def register(app: typer.Typer) -> None:
             str,
             typer.Option(
                 help="how the true object is drawn: surface (exact) or volume (the soft step "
-                "of tables scored before the exact surface)"
+                "docs/results' tables were scored against)"
             ),
         ] = "surface",
     ) -> None:

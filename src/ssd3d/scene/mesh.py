@@ -24,6 +24,7 @@ import trimesh
 from torch import Tensor, nn
 
 from ssd3d.errors import SSD3DError
+from ssd3d.scene._indexing import ragged_arange
 from ssd3d.scene.background import Background, SolidBackground, build_background
 from ssd3d.scene.cameras import Cameras
 from ssd3d.scene.gaussians import GaussianConfig, GaussianScene
@@ -74,8 +75,9 @@ class MeshConfig:
     # Nicolet et al.'s "large steps" (2021): Adam moves u = (I + smoothing L) x, L the
     # combinatorial Laplacian, and the vertices are x = (I + smoothing L)^-1 u, so every step
     # is a smooth field over the surface (no energy resists a corner, as the Laplacian term
-    # does). 0: Adam moves the vertices themselves. 5 fitted the oracle better than 10 on
-    # every shape but the sphere (docs/mesh.md).
+    # does). The inverse is dense, built once per mesh in O(V^3): a second or so at the 48^3
+    # stage's few thousand vertices, 12 s at 9,000. 0: Adam moves the vertices themselves.
+    # 5 fitted the oracle better than 10 on every shape but the sphere (docs/mesh.md).
     smoothing: float = 5.0
 
     def __post_init__(self) -> None:
@@ -133,20 +135,14 @@ def parity_inside(vertices: Tensor, faces: Tensor, points: Tensor) -> Tensor:
     # (face, cell) pairs over each face's box of cells.
     span = hi - lo + 1  # [F, 2]
     n_cells = span[:, 0] * span[:, 1]
-    face = torch.repeat_interleave(torch.arange(len(faces), device=faces.device), n_cells)
-    local = torch.arange(len(face), device=faces.device) - (
-        torch.cumsum(n_cells, 0) - n_cells
-    ).repeat_interleave(n_cells)
+    face, local = ragged_arange(n_cells)
     row = torch.div(local, span[face, 1], rounding_mode="floor")
     cx, cy = lo[face, 0] + row, lo[face, 1] + local - row * span[face, 1]
     cell = cx * cells + cy
     # (face, point) pairs: every point of each pair's cell.
-    count = per_cell[cell]
-    pair_face = torch.repeat_interleave(face, count)
-    offset = torch.arange(len(pair_face), device=faces.device) - (
-        torch.cumsum(count, 0) - count
-    ).repeat_interleave(count)
-    pair_point = order[cell_start[cell].repeat_interleave(count) + offset]
+    pair, offset = ragged_arange(per_cell[cell])
+    pair_face = face[pair]
+    pair_point = order[cell_start[cell][pair] + offset]
 
     inside = torch.zeros(len(points), dtype=torch.long, device=points.device)
     chunk = 1 << 22

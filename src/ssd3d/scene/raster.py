@@ -32,9 +32,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ssd3d.scene._indexing import pixel_box, ragged_arange
 from ssd3d.scene.background import Background
 from ssd3d.scene.cameras import Cameras
-from ssd3d.scene.rays import camera_directions
+from ssd3d.scene.rays import generate_rays, project_points
 from ssd3d.scene.render import RenderOutput
 from ssd3d.scene.shading import Shading, fixed_shading, shade
 
@@ -46,19 +47,6 @@ COVERAGE_MIN = 1.0 / 255.0
 # Faces with a vertex closer than this to the camera plane are dropped (never in a scene
 # bounded by [-1, 1]^3 seen from outside it).
 NEAR_PLANE = 1e-3
-
-
-def project_vertices(vertices: Tensor, cameras: Cameras) -> tuple[Tensor, Tensor]:
-    """Image coordinates [B, V, 2] (pixels) and view depths [B, V] of world points [V, 3]."""
-    c2w = cameras.c2w.to(vertices)
-    rotation, position = c2w[:, :3, :3], c2w[:, :3, 3]
-    p_cam = torch.einsum("bji,bnj->bni", rotation, vertices[None] - position[:, None])
-    depth = -p_cam[..., 2]  # the camera looks down -z
-    f = cameras.focal_px.to(vertices)[:, None]
-    d = depth.clamp(min=NEAR_PLANE)
-    u = f * p_cam[..., 0] / d + cameras.width / 2
-    v = -f * p_cam[..., 1] / d + cameras.height / 2
-    return torch.stack([u, v], dim=-1), depth
 
 
 def _cross2(a: Tensor, b: Tensor) -> Tensor:
@@ -118,12 +106,9 @@ def face_neighbours(faces: Tensor) -> Tensor:
     lo, hi = torch.minimum(starts, ends).reshape(-1), torch.maximum(starts, ends).reshape(-1)
     key = lo * (int(faces.max()) + 1) + hi
     order = torch.argsort(key, stable=True)
-    sorted_key = key[order]
-    same_next = torch.zeros_like(sorted_key, dtype=torch.bool)
-    same_next[:-1] = sorted_key[1:] == sorted_key[:-1]
-    counts = torch.bincount(torch.unique_consecutive(sorted_key, return_inverse=True)[1])
-    pair = same_next & (counts[torch.unique_consecutive(sorted_key, return_inverse=True)[1]] == 2)
-    first = torch.nonzero(pair)[:, 0]
+    _, counts = torch.unique_consecutive(key[order], return_counts=True)
+    # A manifold edge is a run of exactly two sorted half-edges: pair its first with its second.
+    first = (torch.cumsum(counts, 0) - counts)[counts == 2]
     out = torch.full((n * 3,), -1, dtype=torch.long, device=faces.device)
     a, b = order[first], order[first + 1]
     out[a] = torch.div(b, 3, rounding_mode="floor")
@@ -141,17 +126,10 @@ def _face_pixel_pairs(
     flat = screen.reshape(b * f, 3, 2)
     lo = flat.amin(dim=1) - margin
     hi = flat.amax(dim=1) + margin
-    # Pixel j's centre is at j + 0.5.
-    x0 = torch.ceil((lo[:, 0] - 0.5).clamp(-1, width)).long().clamp(min=0)
-    x1 = torch.floor((hi[:, 0] - 0.5).clamp(-1, width)).long().clamp(max=width - 1)
-    y0 = torch.ceil((lo[:, 1] - 0.5).clamp(-1, height)).long().clamp(min=0)
-    y1 = torch.floor((hi[:, 1] - 0.5).clamp(-1, height)).long().clamp(max=height - 1)
+    x0, x1, y0, y1 = pixel_box(lo[:, 0], hi[:, 0], lo[:, 1], hi[:, 1], width, height)
     nx = (x1 - x0 + 1).clamp(min=0)
     counts = torch.where(front.reshape(-1), nx * (y1 - y0 + 1).clamp(min=0), 0)
-    face = torch.repeat_interleave(torch.arange(b * f, device=screen.device), counts)
-    local = torch.arange(len(face), device=screen.device) - (
-        torch.cumsum(counts, 0) - counts
-    ).repeat_interleave(counts)
+    face, local = ragged_arange(counts)
     row_len = nx.clamp(min=1).index_select(0, face)
     row = torch.div(local, row_len, rounding_mode="floor")
     col = local - row * row_len
@@ -177,7 +155,7 @@ def rasterize(
     b, h, w = cameras.batch_size, cameras.height, cameras.width
     if shading is None:
         shading = fixed_shading("albedo", cameras)
-    screen, depth = project_vertices(vertices, cameras)  # [B, V, 2], [B, V]
+    _, screen, depth = project_points(vertices, cameras, NEAR_PLANE)  # [B, V, 2], [B, V]
     tri_screen = screen[:, faces]  # [B, F, 3, 2]
     tri_depth = depth[:, faces]  # [B, F, 3]
     # Image v points down, so an outward face seen from outside is clockwise on screen.
@@ -253,11 +231,7 @@ def rasterize(
     point_map = scatter(world).reshape(b, h * w, 3)
     shaded = shade(albedo_map, normal_map, point_map, shading)
     alpha = opacity.reshape(b, h * w, 1)
-    directions = torch.einsum(
-        "bij,bhwj->bhwi",
-        cameras.c2w[:, :3, :3].to(vertices),
-        camera_directions(cameras).to(vertices),
-    )
+    directions = generate_rays(cameras).directions.to(vertices)
     rgb = alpha * shaded + (1 - alpha) * background(directions).reshape(b, h * w, 3)
     depth_map = alpha * scatter(t[:, None]).reshape(b, h * w, 1)
 

@@ -47,6 +47,22 @@ def camera_directions(cameras: Cameras) -> Tensor:
     return F.normalize(torch.stack([x, y, -torch.ones_like(x)], dim=-1), dim=-1)
 
 
+def project_points(points: Tensor, cameras: Cameras, near: float) -> tuple[Tensor, Tensor, Tensor]:
+    """World points [N, 3] in every camera: camera coordinates [B, N, 3], pixel coordinates
+    [B, N, 2] (the pixel centres' convention of ``camera_directions``) and view depth [B, N]
+    (points nearer than ``near`` are divided by ``near``)."""
+    c2w = cameras.c2w.to(points)
+    rotation, position = c2w[:, :3, :3], c2w[:, :3, 3]
+    # Camera coordinates R^T (p - t); the camera looks down -z, so depth is -z.
+    p_cam = torch.einsum("bji,bnj->bni", rotation, points[None] - position[:, None])
+    depth = -p_cam[..., 2]
+    d = depth.clamp(min=near)
+    f = cameras.focal_px.to(points)[:, None]
+    u = f * p_cam[..., 0] / d + cameras.width / 2
+    v = -f * p_cam[..., 1] / d + cameras.height / 2
+    return p_cam, torch.stack([u, v], dim=-1), depth
+
+
 def intersect_cube(
     origins: Tensor, directions: Tensor, bound: float = SCENE_BOUND
 ) -> tuple[Tensor, Tensor, Tensor]:

@@ -45,9 +45,10 @@ import torch
 from torch import Tensor
 
 from ssd3d.errors import SSD3DError
+from ssd3d.scene._indexing import pixel_box, ragged_arange
 from ssd3d.scene.background import Background
 from ssd3d.scene.cameras import Cameras
-from ssd3d.scene.rays import camera_directions
+from ssd3d.scene.rays import camera_directions, project_points
 from ssd3d.scene.render import RenderOutput
 from ssd3d.scene.shading import Shading, fixed_shading, shade
 
@@ -202,18 +203,13 @@ def project(
     """EWA projection of 3D Gaussians into every camera (OpenGL cameras, see ``cameras``),
     each projected covariance dilated by ``low_pass`` px^2; ``compensate`` also returns the
     antialiased mode's opacity factor (the classic mode's hot path skips it)."""
-    c2w = cameras.c2w.to(means)
-    rotation, position = c2w[:, :3, :3], c2w[:, :3, 3]
-    # Camera coordinates R^T (p - t); the camera looks down -z, so depth is -z.
-    p_cam = torch.einsum("bji,bnj->bni", rotation, means[None] - position[:, None])
-    depth = -p_cam[..., 2]
+    rotation = cameras.c2w.to(means)[:, :3, :3]
+    p_cam, means2d, depth = project_points(means, cameras, NEAR_PLANE)
     in_front = depth > NEAR_PLANE
-    d = torch.where(in_front, depth, torch.full_like(depth, NEAR_PLANE))
+    d = depth.clamp(min=NEAR_PLANE)
     f = cameras.focal_px.to(means)[:, None]  # [B, 1]
     w, h = cameras.width, cameras.height
-    u = f * p_cam[..., 0] / d + w / 2
-    v = -f * p_cam[..., 1] / d + h / 2
-    means2d = torch.stack([u, v], dim=-1)
+    u, v = means2d.unbind(-1)
 
     lim_x = FRUSTUM_SLACK * (w / 2) / f
     lim_y = FRUSTUM_SLACK * (h / 2) / f
@@ -367,11 +363,8 @@ def _pixel_lists(
     half_v = torch.sqrt((level * ca / det).clamp(min=0)) + 1e-3
     u = torch.where(ok, u, -1.0)
     v = torch.where(ok, v, -1.0)
-    # Pixel j's centre is at j + 0.5: columns with |j + 0.5 - u| <= half_u.
-    x0 = torch.ceil((u - half_u - 0.5).clamp(-1, width)).long().clamp(min=0)
-    x1 = torch.floor((u + half_u - 0.5).clamp(-1, width)).long().clamp(max=width - 1)
-    y0 = torch.ceil((v - half_v - 0.5).clamp(-1, height)).long().clamp(min=0)
-    y1 = torch.floor((v + half_v - 0.5).clamp(-1, height)).long().clamp(max=height - 1)
+    # Columns with |j + 0.5 - u| <= half_u, rows likewise.
+    x0, x1, y0, y1 = pixel_box(u - half_u, u + half_u, v - half_v, v + half_v, width, height)
     nx = (x1 - x0 + 1).clamp(min=0)
     counts = torch.where(ok, nx * (y1 - y0 + 1).clamp(min=0), 0)
     # Row-major pixel of each box's first pixel, plus each view's offset in the flat images.
@@ -388,11 +381,8 @@ def _pixel_lists(
             break
         last = int(torch.searchsorted(ends, before + chunk_elements, right=True))
         last = min(max(last, first + 1), len(counts))
-        c = counts[first:last]
-        g = torch.repeat_interleave(torch.arange(first, last, device=dev), c)
-        local = torch.arange(len(g), device=dev) - (
-            ends[first:last] - c - before
-        ).repeat_interleave(c)
+        owner, local = ragged_arange(counts[first:last])
+        g = owner + first
         row = torch.div(local, nx.index_select(0, g), rounding_mode="floor")
         col = local - row * nx.index_select(0, g)
         pixel = base.index_select(0, g) + row * width + col

@@ -101,7 +101,8 @@ class GroundTruthField(RadianceField):
 
 # How the true object is drawn. "surface": where each ray meets sdf = 0 (sphere tracing),
 # antialiased by SUPERSAMPLE^2 rays a pixel; the outline is the shape's own. "volume": the
-# field above through the volume renderer, the ground truth before; its soft step's tail,
+# field above through the volume renderer (what docs/results' tables were scored against);
+# its soft step's tail,
 # crossed along a long chord by a grazing ray, turns opaque 0.02-0.04 outside the shape, so
 # its outlines are the shape's dilated (docs/mesh.md, benchmarks/truth_halo.py).
 TRUTH_RENDERERS = ("surface", "volume")
