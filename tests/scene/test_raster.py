@@ -10,6 +10,7 @@ from ssd3d.scene import SolidBackground, fixed_shading, spherical_cameras
 from ssd3d.scene.mesh import (
     MeshConfig,
     MeshScene,
+    dihedral_angles,
     parity_inside,
     uniform_laplacian,
     vertex_neighbours,
@@ -189,6 +190,41 @@ def test_uniform_laplacian_is_a_vertex_minus_its_neighbours_mean():
         neighbours = {int(t) for s, t in zip(source, target, strict=True) if int(s) == i}
         expected = vertices[i] - vertices[sorted(neighbours)].mean(0)
         torch.testing.assert_close(lap[i], expected)
+
+
+def test_dihedral_angles_know_a_tetrahedron_and_a_cube_sharp_or_subdivided():
+    # A regular tetrahedron's outward normals meet at arccos(-1/3) on each of its 6 edges.
+    corners = torch.tensor([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]], dtype=torch.float)
+    faces = torch.as_tensor(trimesh.convex.convex_hull(corners.numpy()).faces)
+    angles, lengths = dihedral_angles(corners, faces, face_neighbours(faces))
+    torch.testing.assert_close(angles, torch.full((6,), float(np.arccos(-1 / 3))))
+    torch.testing.assert_close(lengths, torch.full((6,), 8**0.5))
+    # A cube of 12 triangles: 12 edges at 90 degrees, 6 face diagonals at 0 (up to the
+    # softening); subdivided, its normal's total variation (angle x length) is the same.
+    vertices, faces = box(0.8)
+    angles, lengths = dihedral_angles(vertices, faces, face_neighbours(faces))
+    assert angles.shape == (18,)
+    assert int((angles - np.pi / 2).abs().lt(1e-5).sum()) == 12
+    assert float(angles.sort().values[:6].max()) < 1e-3
+    fine = trimesh.creation.box(extents=(0.8, 0.8, 0.8)).subdivide().subdivide()
+    vertices, faces = torch.as_tensor(fine.vertices).float(), torch.as_tensor(fine.faces)
+    angles, lengths = dihedral_angles(vertices, faces, face_neighbours(faces))
+    total = float((angles * lengths).sum())
+    assert total == pytest.approx(12 * 0.8 * np.pi / 2, rel=1e-3)
+    # A dent costs variation: pushing the top face's centre in raises the total.
+    top_centre = (vertices - torch.tensor([0.0, 0.0, 0.4])).norm(dim=-1).argmin()
+    assert float(vertices[top_centre, 2]) == pytest.approx(0.4)
+    vertices[top_centre, 2] -= 0.1
+    angles, lengths = dihedral_angles(vertices, faces, face_neighbours(faces))
+    dented = float((angles * lengths).sum())
+    assert dented > total + 0.05
+    # The mesh scene's term is that sum, at its weight; off, it is not computed.
+    scene = MeshScene(
+        vertices, faces, torch.full_like(vertices, 0.5), MeshConfig(smoothing=0, dihedral=2)
+    )
+    weight, value = scene.scene_losses()["mesh_dihedral"]
+    assert weight == 2 and float(value) == pytest.approx(dented)
+    assert "mesh_dihedral" not in MeshScene(vertices, faces, vertices * 0 + 0.5).scene_losses()
 
 
 def test_mesh_scene_fits_a_target_outline_and_exports_itself():

@@ -4,8 +4,10 @@ A volume's surface is as soft as its density near the level set; a mesh's is a s
 construction, so silhouettes and occupancy it renders are exactly its own. The mesh starts
 from another scene's export (marching cubes of its density) and keeps that connectivity;
 vertex positions and vertex colours are optimised through the soft rasteriser
-(``ssd3d.scene.raster``), with a uniform Laplacian term that keeps the surface from
-crumpling where only a few pixels constrain it. No remeshing: topology is the volume's.
+(``ssd3d.scene.raster``). Steps smoothed over the surface (large steps) keep it from
+crumpling where only a few pixels constrain it; a Laplacian term and a penalty on the angles
+between neighbouring faces are the optional surface priors. No remeshing: topology is the
+volume's.
 
 Occupancy (``density``) is exact: a point is inside when a ray from it along +z crosses the
 surface an odd number of times, so the benchmark's 3D metrics read the surface the renders
@@ -42,6 +44,8 @@ PARITY_CELLS = 64
 # parity test, so a ray through a shared edge or vertex of two faces (grid points and marching
 # cubes vertices line up) is not counted twice or missed.
 PARITY_JITTER = 1e-5
+# Softening of the dihedral angle at 0 (radians): below it the penalty is quadratic.
+DIHEDRAL_EPS = 1e-4
 # Colours are kept as logits; clamped so an exported white or black stays finite.
 COLOUR_EPS = 1e-3
 
@@ -79,14 +83,26 @@ class MeshConfig:
     # stage's few thousand vertices, 12 s at 9,000. 0: Adam moves the vertices themselves.
     # 5 fitted the oracle better than 10 on every shape but the sphere (docs/mesh.md).
     smoothing: float = 5.0
+    # Weight of the total variation of the normal: the dihedral angle (radians) of every
+    # edge times its length (scene units), summed; threestudio's normal consistency with the
+    # angle itself in place of 1 - cos. A cube's edge costs its length times 90 degrees
+    # whether sharp or rounded over several rows of faces, so the term flattens dents and
+    # ripples without rounding corners (the squared Laplacian above prefers rounded ones). Off: on the oracle it fitted the cube
+    # and sphere better and the cylinder, torus, wedge and arrow worse (docs/mesh.md).
+    dihedral: float = 0.0
 
     def __post_init__(self) -> None:
         if self.steps < 0:
             raise SSD3DError(f"mesh.steps must be >= 0; got {self.steps}")
         if self.resolution < 8:
             raise SSD3DError(f"mesh.resolution must be >= 8; got {self.resolution}")
-        if not (self.sigma_px > 0 and min(self.lr_vertices, self.laplacian, self.smoothing) >= 0):
-            raise SSD3DError("mesh.sigma_px must be > 0; lr_vertices, laplacian and smoothing >= 0")
+        if not (
+            self.sigma_px > 0
+            and min(self.lr_vertices, self.laplacian, self.smoothing, self.dihedral) >= 0
+        ):
+            raise SSD3DError(
+                "mesh.sigma_px must be > 0; lr_vertices, laplacian, smoothing and dihedral >= 0"
+            )
 
 
 def _logit(x: Tensor) -> Tensor:
@@ -100,6 +116,30 @@ def vertex_neighbours(faces: Tensor, n_vertices: int) -> tuple[Tensor, Tensor]:
     edges = torch.cat([edges, edges.flip(1)])
     key = torch.unique(edges[:, 0] * n_vertices + edges[:, 1])
     return torch.div(key, n_vertices, rounding_mode="floor"), key % n_vertices
+
+
+def face_normals(vertices: Tensor, faces: Tensor) -> Tensor:
+    """Unit normals of the faces [F, 3] (counter-clockwise outward)."""
+    a, b, c = vertices[faces].unbind(1)
+    normal = torch.linalg.cross(b - a, c - a)
+    return normal / normal.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+
+
+def dihedral_angles(vertices: Tensor, faces: Tensor, neighbours: Tensor) -> tuple[Tensor, Tensor]:
+    """For each edge two faces share (``raster.face_neighbours``), once: the angle in radians
+    between the two faces' normals and the edge's length, ([E], [E]). The angle is atan2 of
+    the normals' cross and dot products, the cross product's length softened by DIHEDRAL_EPS
+    so that the gradient stays finite where the faces are coplanar."""
+    index = torch.arange(faces.shape[0], device=faces.device)[:, None].expand_as(neighbours)
+    once = neighbours > index
+    first, second = index[once], neighbours[once]
+    corner = torch.arange(3, device=faces.device).expand_as(neighbours)[once]
+    start, end = faces[first, corner], faces[first, (corner + 1) % 3]
+    normals = face_normals(vertices, faces)
+    cross = torch.linalg.cross(normals[first], normals[second]).pow(2).sum(-1)
+    dot = (normals[first] * normals[second]).sum(-1)
+    angles = torch.atan2((cross + DIHEDRAL_EPS**2).sqrt(), dot)
+    return angles, (vertices[end] - vertices[start]).norm(dim=-1)
 
 
 def uniform_laplacian(vertices: Tensor, source: Tensor, target: Tensor) -> Tensor:
@@ -295,12 +335,18 @@ class MeshScene(nn.Module):
         return {}
 
     def scene_losses(self) -> dict[str, tuple[float, Tensor]]:
-        """``mesh_laplacian``: the summed squared uniform Laplacian of the vertices, when on."""
-        if self.config.laplacian <= 0:
-            return {}
-        _, source, target = self._edges()
-        value = uniform_laplacian(self.positions(), source, target).pow(2).sum()
-        return {"mesh_laplacian": (self.config.laplacian, value)}
+        """The surface priors that are on: ``mesh_laplacian`` (the summed squared uniform
+        Laplacian of the vertices) and ``mesh_dihedral`` (the normal's total variation)."""
+        c, losses = self.config, {}
+        neighbours, source, target = self._edges()
+        if c.laplacian > 0:
+            value = uniform_laplacian(self.positions(), source, target).pow(2).sum()
+            losses["mesh_laplacian"] = (c.laplacian, value)
+        if c.dihedral > 0:
+            angles, lengths = dihedral_angles(self.positions(), self.faces, neighbours)
+            value = (angles * lengths).sum()
+            losses["mesh_dihedral"] = (c.dihedral, value)
+        return losses
 
     @torch.no_grad()
     def density(self, points: Tensor) -> Tensor:
