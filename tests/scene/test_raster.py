@@ -223,7 +223,7 @@ def test_dihedral_angles_know_a_tetrahedron_and_a_cube_sharp_or_subdivided():
         vertices, faces, torch.full_like(vertices, 0.5), MeshConfig(smoothing=0, dihedral=2)
     )
     weight, value = scene.scene_losses()["mesh_dihedral"]
-    assert weight == 2 and float(value) == pytest.approx(dented)
+    assert weight == 2 and float(value.detach()) == pytest.approx(dented)
     assert "mesh_dihedral" not in MeshScene(vertices, faces, vertices * 0 + 0.5).scene_losses()
 
 
