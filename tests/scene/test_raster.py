@@ -224,7 +224,10 @@ def test_dihedral_angles_know_a_tetrahedron_and_a_cube_sharp_or_subdivided():
     )
     weight, value = scene.scene_losses()["mesh_dihedral"]
     assert weight == 2 and float(value.detach()) == pytest.approx(dented)
-    assert "mesh_dihedral" not in MeshScene(vertices, faces, vertices * 0 + 0.5).scene_losses()
+    assert (
+        "mesh_dihedral"
+        not in MeshScene(vertices, faces, torch.full_like(vertices, 0.5)).scene_losses()
+    )
 
 
 def test_mesh_scene_fits_a_target_outline_and_exports_itself():

@@ -30,7 +30,7 @@ from ssd3d.scene._indexing import ragged_arange
 from ssd3d.scene.background import Background, SolidBackground, build_background
 from ssd3d.scene.cameras import Cameras
 from ssd3d.scene.gaussians import GaussianConfig, GaussianScene
-from ssd3d.scene.raster import DEFAULT_SIGMA_PX, face_neighbours, rasterize
+from ssd3d.scene.raster import DEFAULT_SIGMA_PX, face_neighbours, face_normals, rasterize
 from ssd3d.scene.rays import SCENE_BOUND
 from ssd3d.scene.render import RenderOutput
 from ssd3d.scene.scene import named_groups
@@ -87,8 +87,9 @@ class MeshConfig:
     # edge times its length (scene units), summed; threestudio's normal consistency with the
     # angle itself in place of 1 - cos. A cube's edge costs its length times 90 degrees
     # whether sharp or rounded over several rows of faces, so the term flattens dents and
-    # ripples without rounding corners (the squared Laplacian above prefers rounded ones). Off: on the oracle it fitted the cube
-    # and sphere better and the cylinder, torus, wedge and arrow worse (docs/mesh.md).
+    # ripples without rounding corners (the squared Laplacian above prefers rounded ones).
+    # Off: at 0.3 it fitted the oracle's cube and sphere better and the other five ToyWorld
+    # shapes worse (docs/mesh.md).
     dihedral: float = 0.0
 
     def __post_init__(self) -> None:
@@ -116,13 +117,6 @@ def vertex_neighbours(faces: Tensor, n_vertices: int) -> tuple[Tensor, Tensor]:
     edges = torch.cat([edges, edges.flip(1)])
     key = torch.unique(edges[:, 0] * n_vertices + edges[:, 1])
     return torch.div(key, n_vertices, rounding_mode="floor"), key % n_vertices
-
-
-def face_normals(vertices: Tensor, faces: Tensor) -> Tensor:
-    """Unit normals of the faces [F, 3] (counter-clockwise outward)."""
-    a, b, c = vertices[faces].unbind(1)
-    normal = torch.linalg.cross(b - a, c - a)
-    return normal / normal.norm(dim=-1, keepdim=True).clamp(min=1e-12)
 
 
 def dihedral_angles(vertices: Tensor, faces: Tensor, neighbours: Tensor) -> tuple[Tensor, Tensor]:
@@ -338,12 +332,15 @@ class MeshScene(nn.Module):
         """The surface priors that are on: ``mesh_laplacian`` (the summed squared uniform
         Laplacian of the vertices) and ``mesh_dihedral`` (the normal's total variation)."""
         c, losses = self.config, {}
+        if c.laplacian <= 0 and c.dihedral <= 0:
+            return losses
         neighbours, source, target = self._edges()
+        vertices = self.positions()
         if c.laplacian > 0:
-            value = uniform_laplacian(self.positions(), source, target).pow(2).sum()
+            value = uniform_laplacian(vertices, source, target).pow(2).sum()
             losses["mesh_laplacian"] = (c.laplacian, value)
         if c.dihedral > 0:
-            angles, lengths = dihedral_angles(self.positions(), self.faces, neighbours)
+            angles, lengths = dihedral_angles(vertices, self.faces, neighbours)
             value = (angles * lengths).sum()
             losses["mesh_dihedral"] = (c.dihedral, value)
         return losses

@@ -97,6 +97,12 @@ def face_coverage(
     return coverage, inside, weights
 
 
+def face_normals(vertices: Tensor, faces: Tensor) -> Tensor:
+    """Unit normals [F, 3] of the faces [F, 3] (outward for counter-clockwise faces)."""
+    a, b, c = vertices[faces].unbind(-2)
+    return F.normalize(torch.linalg.cross(b - a, c - a), dim=-1)
+
+
 def face_neighbours(faces: Tensor) -> Tensor:
     """For each face and edge k (vertex k to k + 1), the face across that edge, -1 where
     none (an open boundary) or more than one (a non-manifold edge). [F, 3] long"""
@@ -214,8 +220,7 @@ def rasterize(
     weights = persp[chosen][..., None]
     world = (vertices[vert_index] * weights).sum(1)  # [P, 3]
     colour = (albedo[vert_index] * weights).sum(1)
-    tri = vertices[vert_index]
-    normal = F.normalize(torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), dim=-1)
+    normal = face_normals(vertices, vert_index)
     view = torch.div(drawn, h * w, rounding_mode="floor")
     camera_position = cameras.positions.to(vertices)[view]
     t = (world - camera_position).norm(dim=-1)
