@@ -9,6 +9,7 @@ import json
 import sys
 from pathlib import Path
 
+# In table order; the last two were scored by the judge fine-tuned on the true-surface renders.
 RECIPES = {
     "base": "the previous prior, on a GPU: lr 3e-4, no Min-SNR, no warm-up (1.8M parameters)",
     "minsnr": "+ Min-SNR weighting (gamma 5)",
@@ -17,7 +18,10 @@ RECIPES = {
     "cpu-cosine": "Min-SNR 5, lr 3e-4 with cosine decay (200 warm-up steps), on the 2-core "
     "CPU (72 min)",
     "cpu-hour": "Min-SNR 5, lr 6e-4 after 200 warm-up steps, on the 2-core CPU (4000 steps: "
-    "49 min): the shipped prior",
+    "49 min), on the soft-step renders: the prior shipped before",
+    "cpu-hour-judge-v3": "the prior shipped before, scored by the judge fine-tuned on the "
+    "true-surface renders",
+    "cpu-surface": "the same recipe on the true-surface renders (55 min): the shipped prior",
 }
 
 
@@ -38,7 +42,9 @@ def table(root: Path) -> str:
         lines.append(f"| {RECIPES.get(name, name)} | " + " | ".join(row) + " |")
     lines.append(
         "\nPrompts recognised by the judge (majority of 8 guided samples, DDIM 50 steps, "
-        "guidance 2), per DDIM spacing and sampling seed; '-': not trained or not scored at that step."
+        "guidance 2), per DDIM spacing and sampling seed; '-': not trained or not scored at that step. "
+        "The last two rows were scored by the judge fine-tuned on the true-surface renders, "
+        "the others by the judge of the soft-step renders."
     )
     return "\n".join(lines)
 

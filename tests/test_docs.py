@@ -70,3 +70,25 @@ def test_the_readme_estimator_snippet_runs_and_reaches_x0():
     exec(snippet, names)
     assert x0.grad is not None and torch.allclose(x0.grad, names["g"] / 2)
     assert int(names["state"].state_dict()["count"].sum()) == 2  # the update counted both
+
+
+def test_the_readmes_result_numbers_are_those_of_the_committed_results():
+    """A fact the README states about results is read off the file it comes from."""
+    from safetensors import safe_open
+
+    from ssd3d.bench import RESULTS_FILE, read_results
+
+    text = (ROOT / "README.md").read_text()
+    vocabulary = runpy.run_path(str(ROOT / "scripts" / "vocabulary_table.py"))
+    data = read_results(ROOT / "results" / "bench" / "vocabulary" / RESULTS_FILE)
+    final = vocabulary["final_metrics"](data)
+    stated = re.search(r"mean IoU (\d\.\d+) and R-precision (\d\.\d+)", text)
+    assert stated, "the README's vocabulary row no longer states its means"
+    assert float(stated.group(1)) == round(vocabulary["mean_over"](final, "iou", final), 3)
+    assert float(stated.group(2)) == round(vocabulary["mean_over"](final, "r_precision", final), 3)
+
+    weights = ROOT / "src" / "ssd3d" / "models" / "assets" / "toy_prior.safetensors"
+    with safe_open(str(weights), framework="pt") as f:
+        minutes = float(f.metadata()["wall_time_s"]) / 60
+    trained = re.search(r"trained\s+on ToyWorld's renders[^;]*? in (\d+) minutes", text)
+    assert trained and int(trained.group(1)) == round(minutes)
