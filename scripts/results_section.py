@@ -20,6 +20,7 @@ RESULTS_DOCS = ROOT / "docs" / "results"
 # Section name -> the page under docs/results/ that holds it.
 SECTIONS = {
     "vocabulary": "vocabulary.md",
+    "default-representation": "default-representation.md",
     "bench-priors": "toyworld-priors.md",
     "bench": "toyworld-ablations.md",
     "smoothing": "exact-smoothing.md",

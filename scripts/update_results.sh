@@ -6,7 +6,7 @@
 #                                  (default: all)
 # Each table lands between its markers in its docs/results/*.md page (scripts/results_section.py).
 # tables reads results/bench/{toy,exact-seeds,exact-smoothed,exact-ssd-oracle,toy-ssd,exact-gaussians-ssd,
-# toy-gaussians-ssd,toy-voxel-three-interval,vocabulary} and
+# toy-gaussians-ssd,toy-voxel-three-interval,toy-shapes-voxel,toy-shapes-mesh,vocabulary} and
 # results/bench/gpu-prior/vocabulary*, made by GPU_PRIOR=1 bash benchmarks/toyworld_tables.sh;
 # sd only tabulates results/sd/sd_*.json: run benchmarks/sd_gpu.sh on a GPU first.
 set -euo pipefail
@@ -41,6 +41,10 @@ for part in "${parts[@]}"; do
       python scripts/bench_tables.py $bench/exact-gaussians-ssd | "${section[@]}" ssd-3d-gaussians
       python scripts/bench_tables.py $bench/toy-gaussians-ssd | "${section[@]}" ssd-3d-gaussians-toy
       python scripts/bench_tables.py $bench/toy-voxel-three-interval | "${section[@]}" ssd-3d-three-interval-toy
+      # The learned prior of the true-surface renders, one prompt per shape: the voxel grid
+      # against Gaussians then their mesh (docs/results/default-representation.md).
+      python scripts/bench_tables.py $bench/toy-shapes-voxel $bench/toy-shapes-mesh \
+        --names "voxel grid,Gaussians then mesh" | "${section[@]}" default-representation
       python scripts/vocabulary_table.py $bench/vocabulary \
         --compare $bench/gpu-prior/vocabulary --compare-name "GPU prior: the same preset" \
         --compare $bench/gpu-prior/vocabulary-24 \
