@@ -43,8 +43,14 @@ for part in "${parts[@]}"; do
       python scripts/bench_tables.py $bench/toy-voxel-three-interval | "${section[@]}" ssd-3d-three-interval-toy
       # The learned prior of the true-surface renders, one prompt per shape: the voxel grid
       # against Gaussians then their mesh (docs/results/default-representation.md).
-      python scripts/bench_tables.py $bench/toy-shapes-voxel $bench/toy-shapes-mesh \
-        --names "voxel grid,Gaussians then mesh" | "${section[@]}" default-representation
+      {
+        python scripts/bench_tables.py $bench/toy-shapes-voxel $bench/toy-shapes-mesh \
+          --names "voxel grid,Gaussians then mesh"
+        echo; echo "#### Voxel grid"; echo
+        python scripts/bench_tables.py $bench/toy-shapes-voxel | sed 's/^### /##### /'
+        echo; echo "#### Gaussians then mesh"; echo
+        python scripts/bench_tables.py $bench/toy-shapes-mesh | sed 's/^### /##### /'
+      } | "${section[@]}" default-representation
       python scripts/vocabulary_table.py $bench/vocabulary \
         --compare $bench/gpu-prior/vocabulary --compare-name "GPU prior: the same preset" \
         --compare $bench/gpu-prior/vocabulary-24 \
