@@ -6,7 +6,8 @@
 #                                  (default: all)
 # Each table lands between its markers in its docs/results/*.md page (scripts/results_section.py).
 # tables reads results/bench/{toy,exact-seeds,exact-smoothed,exact-ssd-oracle,toy-ssd,exact-gaussians-ssd,
-# toy-gaussians-ssd,toy-voxel-three-interval,toy-shapes-voxel,toy-shapes-mesh,vocabulary} and
+# toy-gaussians-ssd,toy-voxel-three-interval,toy-shapes-voxel,toy-shapes-mesh,vocabulary,
+# vocabulary-surface} and
 # results/bench/gpu-prior/vocabulary*, made by GPU_PRIOR=1 bash benchmarks/toyworld_tables.sh;
 # sd only tabulates results/sd/sd_*.json: run benchmarks/sd_gpu.sh on a GPU first.
 set -euo pipefail
@@ -51,7 +52,8 @@ for part in "${parts[@]}"; do
         echo; echo "#### Gaussians then mesh"; echo
         python scripts/bench_tables.py $bench/toy-shapes-mesh | sed 's/^### /##### /'
       } | "${section[@]}" default-representation
-      python scripts/vocabulary_table.py $bench/vocabulary \
+      python scripts/vocabulary_table.py $bench/vocabulary-surface \
+        --compare $bench/vocabulary --compare-name "the CPU prior shipped before (soft-step renders)" \
         --compare $bench/gpu-prior/vocabulary --compare-name "GPU prior: the same preset" \
         --compare $bench/gpu-prior/vocabulary-24 \
         --compare-name "GPU prior: 24³ grid throughout, lr_density 0.05" \
