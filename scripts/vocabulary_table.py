@@ -151,7 +151,9 @@ def print_goals(data: dict) -> None:
     worst = [f"{shape_means(m)[shape]:.3f}" for m in rows.values()]
     goal = goal_cell(value, GOALS["shape_iou"])
     print(
-        f"| 3D IoU of the worst shape ({shape}) | " + " | ".join(worst) + f" | {goal[0]} | {goal[1]} |"
+        f"| 3D IoU of the worst shape ({shape}) | "
+        + " | ".join(worst)
+        + f" | {goal[0]} | {goal[1]} |"
     )
     print(
         "\nThe learned prior against the exact prior on the same vocabulary (goal: within 0.10 "
@@ -167,7 +169,9 @@ def print_shapes(data: dict) -> None:
         "\nMean 3D IoU per shape (over its colours and seeds); gap closed: "
         "(run − blob) / (oracle − blob).\n"
     )
-    print(f"| shape | initial blob | default run | {ORACLE_LABEL} | gap closed | ≥ {GOALS['shape_iou']} |")
+    print(
+        f"| shape | initial blob | default run | {ORACLE_LABEL} | gap closed | ≥ {GOALS['shape_iou']} |"
+    )
     print("|---|:-:|:-:|:-:|:-:|:-:|")
     for shape in SHAPES:
         gap = oracle.get(shape, math.nan) - blob[shape]
