@@ -45,6 +45,8 @@ SECTIONS = {
     "surface-level": "surface-level.md",
     "surface-level-voxel": "surface-level.md",
     "surface-level-dilation": "surface-level.md",
+    "mesh-smoothing": "../mesh.md",
+    "mesh-bench": "../mesh.md",
 }
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerate every figure and table of docs/results/ (and the README's pictures) from the
 # commands that produce them:
-#   bash scripts/update_results.sh [sim] [generate] [bench] [tables] [representations] [surface]
+#   bash scripts/update_results.sh [sim] [generate] [bench] [tables] [mesh] [representations] [surface]
 #                                  [claims] [peers] [smoothing] [sd] [batch] [screenshots] [cards] [judge]
 #                                  (default: all)
 # Each table lands between its markers in its docs/results/*.md page (scripts/results_section.py).
@@ -12,7 +12,7 @@
 # sd only tabulates results/sd/sd_*.json: run benchmarks/sd_gpu.sh on a GPU first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-parts=("${@:-sim generate bench tables representations surface claims peers smoothing sd batch screenshots cards judge}")
+parts=("${@:-sim generate bench tables mesh representations surface claims peers smoothing sd batch screenshots cards judge}")
 parts=(${parts[*]})
 section=(python scripts/results_section.py)
 bench=results/bench
@@ -62,6 +62,18 @@ for part in "${parts[@]}"; do
         --compare $bench/vocabulary-gaussians \
         --compare-name "3D Gaussians: representation=gaussians (the preset's Gaussian section: SDS, opacity sparsity 100)" \
         | "${section[@]}" vocabulary
+      ;;
+    mesh)
+      # docs/mesh.md: the large steps' smoothing, oracle only, then the benchmark on the mesh.
+      {
+        python scripts/oracle_levers.py $bench/exact-mesh-smoothing-5 \
+          $bench/exact-oracle-mesh-smoothing-2 $bench/exact-oracle-mesh-smoothing-1 \
+          --names "λ 5,λ 2 (the default),λ 1"
+        echo
+        python scripts/oracle_levers.py $bench/exact-oracle-mesh-wedge-smoothing-5 \
+          $bench/exact-oracle-mesh-wedge-smoothing-2 --names "λ 5,λ 2 (the default)"
+      } | "${section[@]}" mesh-smoothing
+      python scripts/bench_tables.py $bench/exact-mesh | "${section[@]}" mesh-bench
       ;;
     representations)
       # The voxel grid's and the 3D Gaussians' estimator tables (same estimators, prompts,

@@ -46,10 +46,25 @@ def tiny_prior():
     return ExactPrior(data.images.float() / 255, data.labels, data.prompts, views=views)
 
 
+# The --quick scene (Gaussians, then their mesh), shrunk: 64 Gaussians, a 12^3 marching-cubes
+# mesh refined for the last 2 of 4 steps.
+TINY_QUICK = (
+    *TINY[1:],
+    "gaussians.initial_count=64",
+    "mesh.resolution=12",
+    "mesh.steps=2",
+)
+
+
 def quick(seeds=1, prompts=None):
-    """The --quick benchmark, shrunk further to a few steps on an 8^3 grid."""
+    """The --quick benchmark, shrunk further to 4 steps on a tiny scene."""
     return bench_config(
-        quick=True, prompts=prompts, seeds=seeds, steps=4, overrides=TINY, eval_config=TINY_EVAL
+        quick=True,
+        prompts=prompts,
+        seeds=seeds,
+        steps=4,
+        overrides=TINY_QUICK,
+        eval_config=TINY_EVAL,
     )
 
 
@@ -93,10 +108,11 @@ def test_quick_bench_writes_results_table_and_plot_then_resumes(tmp_path, tiny_p
     assert first.ran[0] == (ORACLE_LABEL, PROMPTS[1], 0)
 
     data = json.loads((out / "results.json").read_text())
-    # Scored at the scene's own surface level (the voxel grid exports at density 2).
-    assert data["config"]["eval"]["threshold"] is None and data["threshold"] == 2.0
+    # Scored at the level each scene measures from its renders (the Gaussians', then the
+    # mesh's own inside).
+    assert data["config"]["eval"]["threshold"] is None and data["threshold"] == "measured"
     assert data["config"]["checkpoints"] == [0, 2, 4]
-    assert data["config"]["overrides"][0] == "grid.resolution=16"  # the quick preset's, first
+    assert data["config"]["overrides"][0] == "representation=mesh"  # the quick preset's, first
     assert len(data["runs"]) == n
     for run in data["runs"]:
         assert run["status"] == "ok" and run["steps_done"] == 4
@@ -112,7 +128,7 @@ def test_quick_bench_writes_results_table_and_plot_then_resumes(tmp_path, tiny_p
     for label in [ORACLE_LABEL, *(derive_label(s) for s in QUICK_ESTIMATORS)]:
         assert f"| {label} |" in table
     assert "| *initial blob* |" in table and "from the initial blob (0) to the oracle (1)" in table
-    assert "no judge" in table and "density > 2" in table
+    assert "no judge" in table and "the level each scene measures from its renders" in table
     image = iio.imread(out / "metrics_vs_steps.png")
     assert image.ndim == 3 and image.shape[0] > 300 and image.shape[1] > 800
 
@@ -186,7 +202,7 @@ def test_bench_refuses_to_continue_with_other_prior_weights(tmp_path, tiny_prior
         prompts=PROMPTS[1:],
         steps=2,
         model=str(weights),
-        overrides=TINY,
+        overrides=TINY_QUICK,
         eval_config=TINY_EVAL,
     )
     out = tmp_path / "b"
@@ -300,7 +316,9 @@ def test_bad_input_fails_before_any_run(tmp_path, tiny_prior):
     with pytest.raises(SSD3DError, match="grid.resolutoin"):
         bench_config(overrides=["grid.resolutoin=8"])
     # In the vocabulary but not in the prior's dataset: refused before the first run.
-    cfg = bench_config(quick=True, prompts="a red torus", overrides=TINY, eval_config=TINY_EVAL)
+    cfg = bench_config(
+        quick=True, prompts="a red torus", overrides=TINY_QUICK, eval_config=TINY_EVAL
+    )
     out = tmp_path / "b"
     with pytest.raises(SSD3DError, match="a red torus"):
         run_bench(cfg, out, prior=tiny_prior, judge=None, progress=False, echo=lambda s: None)

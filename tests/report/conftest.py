@@ -78,7 +78,8 @@ def bench_folder(tmp_path_factory, toy_prior):
         quick=True,
         prompts=";".join(PROMPTS),
         steps=4,
-        overrides=TINY,
+        # The quick scene (Gaussians, then their mesh) at toy size.
+        overrides=(*TINY, "gaussians.initial_count=64", "mesh.resolution=12", "mesh.steps=2"),
         eval_config=EvalConfig(
             iou_resolution=24, n_yaw=8, mesh_resolution=24, n_surface=256, views=4
         ),

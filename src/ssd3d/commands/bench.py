@@ -36,7 +36,10 @@ def register(app: typer.Typer) -> None:
             int | None, typer.Option(help="scored checkpoints per run after step 0")
         ] = None,
         quick: Annotated[
-            bool, typer.Option(help="a small benchmark (3 estimators, 1 prompt, 16^3 grid)")
+            bool,
+            typer.Option(
+                help="a small benchmark (3 estimators, 1 prompt, 200 steps on Gaussians then mesh)"
+            ),
         ] = False,
         prior: Annotated[str, typer.Option(help="exact (ToyWorld's exact score) or toy")] = "exact",
         model: Annotated[
