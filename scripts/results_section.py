@@ -47,6 +47,8 @@ SECTIONS = {
     "surface-level-dilation": "surface-level.md",
     "mesh-smoothing": "../mesh.md",
     "mesh-bench": "../mesh.md",
+    "mesh-seven": "../mesh.md",
+    "mug-cavity": "vocabulary.md",
 }
 
 

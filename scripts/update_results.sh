@@ -62,6 +62,7 @@ for part in "${parts[@]}"; do
         --compare $bench/vocabulary-gaussians \
         --compare-name "3D Gaussians: representation=gaussians (the preset's Gaussian section: SDS, opacity sparsity 100)" \
         | "${section[@]}" vocabulary
+      python benchmarks/mug_cavity.py | "${section[@]}" mug-cavity
       ;;
     mesh)
       # docs/mesh.md: the large steps' smoothing, oracle only, then the benchmark on the mesh.
@@ -73,6 +74,8 @@ for part in "${parts[@]}"; do
         python scripts/oracle_levers.py $bench/exact-oracle-mesh-wedge-smoothing-5 \
           $bench/exact-oracle-mesh-wedge-smoothing-2 --names "λ 5,λ 2 (the default)"
       } | "${section[@]}" mesh-smoothing
+      python scripts/oracle_levers.py $bench/exact-oracle-mesh-seven $bench/exact-oracle-mesh-64px \
+        --names "32×32 (the default),64×64" | "${section[@]}" mesh-seven
       python scripts/bench_tables.py $bench/exact-mesh | "${section[@]}" mesh-bench
       ;;
     representations)
