@@ -49,6 +49,7 @@ SECTIONS = {
     "mesh-bench": "../mesh.md",
     "mesh-seven": "../mesh.md",
     "mug-cavity": "vocabulary.md",
+    "learned-exact": "vocabulary.md",
 }
 
 

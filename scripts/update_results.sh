@@ -63,6 +63,12 @@ for part in "${parts[@]}"; do
         --compare-name "3D Gaussians: representation=gaussians (the preset's Gaussian section: SDS, opacity sparsity 100)" \
         | "${section[@]}" vocabulary
       python benchmarks/mug_cavity.py | "${section[@]}" mug-cavity
+      {
+        python scripts/bench_tables.py $bench/toy-shapes-voxel $bench/exact-shapes-voxel \
+          --names "learned prior,exact prior"
+        echo; echo "#### Exact prior"; echo
+        python scripts/bench_tables.py $bench/exact-shapes-voxel | sed 's/^### /##### /'
+      } | "${section[@]}" learned-exact
       ;;
     mesh)
       # docs/mesh.md: the large steps' smoothing, oracle only, then the benchmark on the mesh.
