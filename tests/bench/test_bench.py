@@ -192,6 +192,32 @@ def test_bench_refuses_to_continue_with_other_settings(tmp_path, tiny_prior):
         run_bench(quick(), out, prior=tiny_prior, judge=None, progress=False, echo=print)
 
 
+def test_bench_refuses_to_add_runs_made_with_other_default_settings(tmp_path, tiny_prior):
+    # A default changed in the code since the folder's runs (its overrides are the same).
+    cfg = bench_config(
+        estimators="sds", prompts=PROMPTS[1:], steps=2, checkpoints=1, overrides=TINY,
+        eval_config=TINY_EVAL,
+    )  # fmt: skip
+    out = tmp_path / "b"
+    quiet = {"prior": tiny_prior, "judge": None, "progress": False, "echo": lambda s: None}
+    run_bench(cfg, out, **quiet)
+    path = out / "results.json"
+    data = json.loads(path.read_text())
+    data["generate_config"]["optim"]["lr_density"] *= 2
+    data["generate_config"]["added_since"] = 1  # a setting the code no longer has: not compared
+    path.write_text(json.dumps(data))
+    # Nothing to add: the table is rewritten and the file keeps its runs' settings.
+    assert run_bench(cfg, out, **quiet).ran == []
+    assert json.loads(path.read_text())["generate_config"] == data["generate_config"]
+    more = bench_config(
+        estimators="sds", prompts=PROMPTS[1:], seeds=2, steps=2, checkpoints=1, overrides=TINY,
+        eval_config=TINY_EVAL,
+    )  # fmt: skip
+    with pytest.raises(SSD3DError, match=r"other run settings \(optim.lr_density .* -> "):
+        run_bench(more, out, **quiet)
+    assert len(json.loads(path.read_text())["runs"]) == 2  # the oracle's and sds's, seed 0
+
+
 def test_bench_refuses_to_continue_with_other_prior_weights(tmp_path, tiny_prior):
     # The prior's file replaced in place (a new shipped prior): same name, other numbers.
     weights = tmp_path / "data.safetensors"

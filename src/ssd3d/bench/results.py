@@ -110,6 +110,41 @@ def check_same_judge(data: dict, identity: dict, path: Path) -> None:
         )
 
 
+# Fields of the recorded run config that differ between the runs of one benchmark by design.
+PER_RUN_FIELDS = frozenset({"prompt", "estimator", "seed", "steps"})
+
+
+def _flatten(config: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def check_same_scene(data: dict, generate_config: dict, path: Path) -> None:
+    """Refuse to add runs to a file whose runs were made with other run settings: the
+    overrides are compared on opening, but a default changed in the code since (a scene's
+    learning rate, say) would otherwise mix two settings under one table. Settings one side
+    lacks (added to the config since) are not compared."""
+    old = data.get("generate_config")
+    if not data.get("runs") or not old:
+        return
+    before, now = _flatten(old), _flatten(generate_config)
+    changed = sorted(
+        k for k in before.keys() & now.keys() if k not in PER_RUN_FIELDS and before[k] != now[k]
+    )
+    if changed:
+        shown = ", ".join(f"{k} {before[k]!r} -> {now[k]!r}" for k in changed[:3])
+        more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+        raise SSD3DError(
+            f"{path} was made with other run settings ({shown}{more}): the defaults changed "
+            "since; use another --out"
+        )
+
+
 def open_results(out_dir: Path, cfg: BenchConfig) -> dict:
     """The results of ``out_dir`` to continue (checked compatible with ``cfg``), or new ones.
 
@@ -226,4 +261,5 @@ __all__ = [
     "run_key",
     "selected_runs",
     "write_results",
+    "check_same_scene",
 ]

@@ -48,6 +48,7 @@ from ssd3d.bench.results import (
     JUDGE_RULE,
     RESULTS_FILE,
     check_same_judge,
+    check_same_scene,
     gallery_image,
     judge_identity,
     new_bench_dir,
@@ -321,7 +322,12 @@ def run_bench(
         "device": any_cfg.device,
         **({"ray": ray} if ray is not None else {}),
     }
-    data["generate_config"] = to_dict(replace(any_cfg, prompt="", estimator="", seed=0))
+    run_settings = to_dict(replace(any_cfg, prompt="", estimator="", seed=0))
+    if todo:
+        check_same_scene(data, run_settings, out_dir / RESULTS_FILE)
+        data["generate_config"] = run_settings
+    else:  # nothing added: the file keeps the settings its runs were made with
+        data.setdefault("generate_config", run_settings)
     # The level every scene is scored at: the evaluation's, else the representation's own,
     # "measured" when each scene measures its own from its renders.
     if cfg.eval.threshold is not None:
