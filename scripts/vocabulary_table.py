@@ -29,16 +29,16 @@ GOALS = {"iou": 0.80, "shape_iou": 0.65, "r_precision": 0.95, "multi_face": 0.80
 # A turned object's IoU is taken at its best yaw; within this it faces the truth's way.
 YAW_TOLERANCE_DEG = 10
 COMPARED = ("iou", "r_precision", "multi_face", "colour_error", "psnr")
-# Rows of the goals table: (metric, label, higher is better).
+# Rows of the goals table: (metric, label).
 REPORTED = (
-    ("iou", "3D IoU", True),
-    ("r_precision", "R-precision", True),
-    ("multi_face", "multi-face (wedge, arrow, mug)", True),
-    ("silhouette_iou", "silhouette IoU", True),
-    ("chamfer", "Chamfer", False),
-    ("normal_consistency", "normal consistency", True),
-    ("colour_error", "colour error", False),
-    ("psnr", "PSNR dB", True),
+    ("iou", "3D IoU"),
+    ("r_precision", "R-precision"),
+    ("multi_face", "multi-face (wedge, arrow, mug)"),
+    ("silhouette_iou", "silhouette IoU"),
+    ("chamfer", "Chamfer"),
+    ("normal_consistency", "normal consistency"),
+    ("colour_error", "colour error"),
+    ("psnr", "PSNR dB"),
 )
 
 Key = tuple[str, int]
@@ -139,7 +139,7 @@ def print_goals(data: dict) -> None:
         rows[ORACLE_LABEL] = oracle
     print("| metric | " + " | ".join(rows) + " | goal | met |")
     print("|---|" + ":-:|" * (len(rows) + 2))
-    for metric, label, _ in REPORTED:
+    for metric, label in REPORTED:
         cells = [cell(mean_over(m, metric, m)) for m in rows.values()]
         goal = (
             goal_cell(mean_over(final, metric, final), GOALS[metric])
@@ -259,7 +259,7 @@ def main(argv: list[str] | None = None) -> None:
     overrides = " ".join(cfg.get("overrides", [])) or "no overrides"
     print(f"\n- {yaw_sentence(final, f'this run ({overrides})')}")
     if args.compare:
-        print("\nEarlier runs of the same vocabulary (one seed each):")
+        print("\nEarlier runs of the same vocabulary:")
         print_compare(
             [
                 (name, read_results(folder / RESULTS_FILE))

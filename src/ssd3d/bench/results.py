@@ -124,7 +124,7 @@ def _flatten(config: dict, prefix: str = "") -> dict:
     return flat
 
 
-def check_same_scene(data: dict, generate_config: dict, path: Path) -> None:
+def check_same_run_settings(data: dict, generate_config: dict, path: Path) -> None:
     """Refuse to add runs to a file whose runs were made with other run settings: the
     overrides are compared on opening, but a default changed in the code since (a scene's
     learning rate, say) would otherwise mix two settings under one table. Settings one side
@@ -261,5 +261,5 @@ __all__ = [
     "run_key",
     "selected_runs",
     "write_results",
-    "check_same_scene",
+    "check_same_run_settings",
 ]

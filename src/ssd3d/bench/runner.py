@@ -48,7 +48,7 @@ from ssd3d.bench.results import (
     JUDGE_RULE,
     RESULTS_FILE,
     check_same_judge,
-    check_same_scene,
+    check_same_run_settings,
     gallery_image,
     judge_identity,
     new_bench_dir,
@@ -324,7 +324,7 @@ def run_bench(
     }
     run_settings = to_dict(replace(any_cfg, prompt="", estimator="", seed=0))
     if todo:
-        check_same_scene(data, run_settings, out_dir / RESULTS_FILE)
+        check_same_run_settings(data, run_settings, out_dir / RESULTS_FILE)
         data["generate_config"] = run_settings
     else:  # nothing added: the file keeps the settings its runs were made with
         data.setdefault("generate_config", run_settings)
