@@ -129,6 +129,12 @@ def main() -> None:
     parser.add_argument("--laplacian", type=float, default=MeshConfig.laplacian)
     parser.add_argument("--smoothing", type=float, default=MeshConfig.smoothing)
     parser.add_argument("--dihedral", type=float, default=MeshConfig.dihedral)
+    parser.add_argument(
+        "--smooth-normals",
+        action=argparse.BooleanOptionalAction,
+        default=MeshConfig.smooth_normals,
+        help="shade the mesh with interpolated vertex normals (mesh.smooth_normals)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--truth",
@@ -150,6 +156,7 @@ def main() -> None:
         laplacian=args.laplacian,
         smoothing=args.smoothing,
         dihedral=args.dihedral,
+        smooth_normals=args.smooth_normals,
     )
     results = {}
     for prompt in args.prompts.split(";"):
@@ -180,7 +187,7 @@ def main() -> None:
     )
     print(
         f"\n{start}, then {args.mesh_steps} on its mesh "
-        f"(marching cubes at {args.mesh_resolution}^3; vertex rate {args.lr_vertices:g}, Laplacian {args.laplacian:g}, smoothing {args.smoothing:g}, dihedral {args.dihedral:g}); "
+        f"(marching cubes at {args.mesh_resolution}^3; vertex rate {args.lr_vertices:g}, Laplacian {args.laplacian:g}, smoothing {args.smoothing:g}, dihedral {args.dihedral:g}, smooth normals {args.smooth_normals}); "
         f"true renders by {args.truth!r}; seed {args.seed}.\n"
     )
     print("| prompt | stage | " + " | ".join(METRICS) + " | wall s |")

@@ -2,6 +2,7 @@
 
     python scripts/bench_tables.py results/bench/exact     # one table, with its notes
     python scripts/bench_tables.py results/bench/exact results/bench/toy   # side by side
+    python scripts/bench_tables.py results/bench/exact --by-step iou       # over the steps
 
 Every figure comes from the results file, so no number in the docs is typed by hand.
 """
@@ -13,7 +14,13 @@ import sys
 from pathlib import Path
 
 from ssd3d.bench import RESULTS_FILE, read_results
-from ssd3d.bench.tables import markdown_table, side_by_side_markdown
+from ssd3d.bench.tables import (
+    METRICS,
+    by_step_markdown,
+    markdown_table,
+    per_prompt_markdown,
+    side_by_side_markdown,
+)
 from ssd3d.errors import SSD3DError
 
 
@@ -23,10 +30,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--names", help="comma-separated column names for side by side (default: the priors)"
     )
+    parser.add_argument(
+        "--by-step",
+        metavar="METRIC",
+        choices=[m.key for m in METRICS],
+        help="instead: that metric per estimator at every checkpoint, then per prompt at the end (one folder)",
+    )
     args = parser.parse_args(argv)
     try:
         paths = [d / RESULTS_FILE if d.is_dir() else d for d in args.dirs]
         datas = [read_results(p) for p in paths]
+        if args.by_step:
+            if len(datas) != 1:
+                raise SSD3DError("--by-step reads one benchmark folder")
+            print(by_step_markdown(datas[0], args.by_step))
+            print(per_prompt_markdown(datas[0], args.by_step), end="")
+            return 0
         if len(datas) == 1:
             print(markdown_table(datas[0]), end="")
             return 0

@@ -47,6 +47,7 @@ SECTIONS = {
     "surface-level-dilation": "surface-level.md",
     "mesh-smoothing": "../mesh.md",
     "mesh-bench": "../mesh.md",
+    "mesh-steps": "../mesh.md",
     "mesh-seven": "../mesh.md",
     "mug-cavity": "vocabulary.md",
     "learned-exact": "vocabulary.md",

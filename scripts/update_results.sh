@@ -83,6 +83,7 @@ for part in "${parts[@]}"; do
       python scripts/oracle_levers.py $bench/exact-oracle-mesh-seven $bench/exact-oracle-mesh-64px \
         --names "32×32 (the default),64×64" | "${section[@]}" mesh-seven
       python scripts/bench_tables.py $bench/exact-mesh | "${section[@]}" mesh-bench
+      python scripts/bench_tables.py $bench/exact-mesh-800 --by-step iou | "${section[@]}" mesh-steps
       ;;
     representations)
       # The voxel grid's and the 3D Gaussians' estimator tables (same estimators, prompts,

@@ -70,3 +70,43 @@ def test_the_gap_closed_is_zero_at_the_blob_and_one_at_the_oracle(estimator, blo
 
 def test_no_gap_no_share():
     assert math.isnan(gap_closed(0.5, 0.5, 0.5)) and math.isnan(gap_closed(math.inf, 0, 1))
+
+
+def test_an_oracle_only_bench_never_loads_the_prior(tmp_path, monkeypatch):
+    """Fitted to the true renders, the oracle asks nothing of a prior: a lever study at a new
+    render size must not wait for the exact prior to render its dataset at that size."""
+    import json
+
+    import ssd3d.bench.runner as runner
+    import ssd3d.pipeline.run as run_module
+    from ssd3d.bench import bench_config, run_bench
+
+    from .test_bench import TINY_EVAL
+
+    def refuse(cfg):
+        raise AssertionError("the oracle-only bench loaded a prior")
+
+    monkeypatch.setattr(runner, "load_prior_for", refuse)
+    monkeypatch.setattr(run_module, "load_prior_for", refuse)
+    cfg = bench_config(
+        estimators="oracle",
+        prompts=("a yellow wedge",),
+        steps=20,
+        checkpoints=1,
+        overrides=TINY,
+        eval_config=TINY_EVAL,
+    )
+    run_bench(cfg, tmp_path, judge=None, progress=False, echo=lambda s: None)
+    (run,) = json.loads((tmp_path / "results.json").read_text())["runs"]
+    assert run["status"] == "ok" and run["prior_calls_per_step"] == 0
+    start, end = run["checkpoints"]
+    assert end["psnr"] > start["psnr"] + 0.5  # it fitted the truth
+
+
+def test_a_run_with_neither_prior_nor_targets_is_refused():
+    from ssd3d.errors import SSD3DError
+    from ssd3d.pipeline.loop import Distillation
+
+    cfg = resolve_config("exact", {"prompt": "a yellow wedge"}, list(TINY))
+    with pytest.raises(SSD3DError, match="needs a prior"):
+        Distillation(cfg, None)

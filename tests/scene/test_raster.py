@@ -15,8 +15,8 @@ from ssd3d.scene.mesh import (
     uniform_laplacian,
     vertex_neighbours,
 )
-from ssd3d.scene.raster import NEAR_PLANE, face_neighbours, rasterize
-from ssd3d.scene.rays import project_points
+from ssd3d.scene.raster import NEAR_PLANE, face_neighbours, rasterize, vertex_normals
+from ssd3d.scene.rays import generate_rays, project_points
 from ssd3d.scene.scene import VolumeScene
 
 SIGMA = 0.3
@@ -281,3 +281,28 @@ def test_large_steps_move_a_smooth_field_of_vertices():
     ring = target[source == 0]
     assert moved[0.0][0] > 0 and moved[0.0][1:].max() == 0
     assert (moved[10.0][ring] > 0.1 * moved[10.0][0]).all()
+
+
+def test_smooth_normals_are_the_spheres_own_where_flat_ones_are_the_facets():
+    """An icosphere's vertex normals are radial; rendered with them, the normal map is the
+    sphere's normal at each pixel's surface point (to the facets' sagitta), while the flat
+    faces' normals differ from it by up to half a facet's angle."""
+    sphere = trimesh.creation.icosphere(subdivisions=2, radius=0.5)
+    vertices = torch.tensor(sphere.vertices, dtype=torch.float32)
+    faces = torch.tensor(sphere.faces)
+    radial = vertices / vertices.norm(dim=-1, keepdim=True)
+    # Area-weighted: radial to the icosphere's unequal facets, within 2 degrees.
+    assert (vertex_normals(vertices, faces) * radial).sum(-1).min() > np.cos(np.deg2rad(2))
+    cams = cameras(width=32, height=32)
+    errors = {}
+    for smooth in (False, True):
+        out = render(vertices, faces, cams, smooth_normals=smooth)
+        hit = out.opacity[:, 0] > 0.999
+        normal = out.normal.permute(0, 2, 3, 1)[hit]
+        # The surface point under each pixel, from the rendered depth along its ray.
+        rays = generate_rays(cams)
+        point = rays.origins + rays.directions * out.depth.permute(0, 2, 3, 1)
+        truth = torch.nn.functional.normalize(point[hit], dim=-1)
+        errors[smooth] = torch.rad2deg(torch.acos((normal * truth).sum(-1).clamp(-1, 1)))
+    assert errors[True].max() < 3.0
+    assert errors[False].mean() > 2 * errors[True].mean()

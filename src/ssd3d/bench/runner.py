@@ -96,9 +96,7 @@ def _run_one(
     views to ``image_path``; NonFiniteGradient is recorded, not raised."""
     from ssd3d.export import save_png
 
-    run = prepare(cfg, prior)
-    if oracle:
-        run.supervision = TrueRenders(cfg.prompt, cfg.background.colour, scorer.cfg.truth_renderer)
+    run = prepare(cfg, prior, _true_renders(cfg, scorer) if oracle else None)
     w, h = cfg.camera.width, cfg.camera.height
     checkpoints = [{"step": 0, **initial}]
     train_s = eval_s = prior_calls = 0.0
@@ -171,14 +169,14 @@ class BenchCell:
 
     def run(self, context) -> dict:
         cfg = self.cfg
-        prior = context.prior(cfg)
+        prior = None if self.entry.is_oracle else context.prior(cfg)
         scorer = context.memo(
             self.scorer_key(), lambda: Scorer(self.eval, _load_judge_spec(self.judge, cfg.device))
         )
         initial = context.memo(
             self.initial_key(),
             lambda: scorer.score(
-                _initial_scene(cfg, prior), cfg.prompt, cfg.camera.width, cfg.camera.height
+                _initial_scene(cfg), cfg.prompt, cfg.camera.width, cfg.camera.height
             ),
         )
         start = time.perf_counter()
@@ -214,13 +212,18 @@ def _load_judge_spec(spec: str | None, device: str):
     return load_judge(None if spec == "auto" else spec, device=device)[0]
 
 
-def _calibrate(cfg: GenerateConfig, prior, scorer: Scorer, steps: int = 4):
+def _true_renders(cfg: GenerateConfig, scorer: Scorer) -> TrueRenders:
+    """The oracle's supervision: the true object drawn as the scorer draws it."""
+    return TrueRenders(cfg.prompt, cfg.background.colour, scorer.cfg.truth_renderer)
+
+
+def _calibrate(cfg: GenerateConfig, prior, scorer: Scorer, oracle: bool, steps: int = 4):
     """(initial-scene metrics, seconds per step, seconds per scoring) from a throwaway run.
 
     The initial scene does not depend on the seed or the estimator (a zero grid plus the
     blob bias), so its score is computed once per prompt and shared by every run.
     """
-    run = prepare(cfg, prior)
+    run = prepare(cfg, prior, _true_renders(cfg, scorer) if oracle else None)
     start = time.perf_counter()
     initial = scorer.score(run.scene, cfg.prompt, cfg.camera.width, cfg.camera.height)
     eval_s = time.perf_counter() - start
@@ -281,7 +284,9 @@ def run_bench(
     if ray is not None:
         if prior is not None:
             raise SSD3DError("a loaded prior cannot go to Ray workers: they load cfg.prior")
-    elif todo:
+    elif any(not entry.is_oracle for entry, _, _ in todo):
+        # The oracle's runs are fitted to the true renders: a grid of them alone needs no
+        # prior (at a new render size the exact prior would first render its dataset).
         if prior is None:
             echo(f"loading the {cfg.prior} prior…")
             prior = load_prior_for(any_cfg)
@@ -361,7 +366,7 @@ def run_bench(
         context.put(cells[0].scorer_key(), scorer)
         # Timed on an estimator's cell: the oracle's steps skip the prior.
         timed = next((c for c in cells if not c.entry.is_oracle), cells[0])
-        initial, step_s, eval_s = _calibrate(timed.cfg, prior, scorer)
+        initial, step_s, eval_s = _calibrate(timed.cfg, prior, scorer, timed.entry.is_oracle)
         context.put(timed.initial_key(), initial)
         n_scores = len(todo) * (len(checkpoint_steps) - 1) + len(cfg.prompts) - 1
         estimate = len(todo) * cfg.steps * step_s + n_scores * eval_s
@@ -417,8 +422,9 @@ def run_bench(
     )
 
 
-def _initial_scene(cfg: GenerateConfig, prior):
-    return prepare(cfg, prior).scene
+def _initial_scene(cfg: GenerateConfig):
+    """The scene every run of ``cfg`` starts from, as the loop builds it."""
+    return build_scene(cfg).to(cfg.device)
 
 
 __all__ = ["BenchCell", "BenchOutcome", "run_bench"]

@@ -307,6 +307,37 @@ def per_prompt_markdown(data: dict, key: str = "iou") -> str:
     return "\n".join(per_prompt_table(data, key).markdown_lines("####")) + "\n"
 
 
+def by_step_table(data: dict, key: str = "iou") -> Table:
+    """One metric per estimator at every scored checkpoint (mean over prompts × seeds), so a
+    reader sees whether more steps would have helped: a shape that forms and then drifts
+    peaks before the end."""
+    metric = next(m for m in METRICS if m.key == key)
+    steps = data["config"]["checkpoints"]
+    series = curves(data, key)
+    cells = []
+    for label, (xs, ys) in series.items():
+        at = dict(zip(xs, ys, strict=True))
+        peak = (
+            max(at.values(), default=math.nan)
+            if metric.higher_is_better
+            else min(at.values(), default=math.nan)
+        )
+        cells.append(
+            [Cell(label)]
+            + [
+                Cell(f"{at[s]:.{metric.digits}f}", bold=at[s] == peak) if s in at else Cell("–")
+                for s in steps
+            ]
+        )
+    arrow = "↑" if metric.higher_is_better else "↓"
+    title = f"{metric.title} {arrow} at each checkpoint (mean over prompts × seeds; each row's best in bold)"
+    return Table(title, ["estimator", *[f"step {s}" for s in steps]], cells)
+
+
+def by_step_markdown(data: dict, key: str = "iou") -> str:
+    return "\n".join(by_step_table(data, key).markdown_lines("####")) + "\n"
+
+
 def notes(data: dict) -> list[str]:
     """What a reader needs to read the table: settings, alignments, caveats, failures."""
     cfg, ev = data["config"], data["config"]["eval"]

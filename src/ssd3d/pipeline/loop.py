@@ -106,9 +106,20 @@ class StepRecord:
 
 
 class Distillation:
-    """A run in progress: scene, optimiser, prior, estimator and the random generator."""
+    """A run in progress: scene, optimiser, prior, estimator and the random generator.
 
-    def __init__(self, cfg: GenerateConfig, prior: DiffusionPrior) -> None:
+    ``supervision``: known target images instead of the prior, a callable (cameras, shading)
+    -> target renders [B, 3, H, W]; the benchmark's oracle row gives it, and the step is then
+    a photometric fit with everything else the same. Such a run needs no prior (None)."""
+
+    def __init__(
+        self,
+        cfg: GenerateConfig,
+        prior: DiffusionPrior | None,
+        supervision: Callable[[Cameras, Shading | None], Tensor] | None = None,
+    ) -> None:
+        if prior is None and supervision is None:
+            raise SSD3DError("a run needs a prior to distil from, or target images")
         self.cfg = cfg
         self.prior = prior
         self.device = torch.device(cfg.device)
@@ -118,10 +129,16 @@ class Distillation:
         self.estimator_state = self.estimator.make_state()
         self.schedule = cfg.timesteps.build()
         self.scene: Scene = build_scene(cfg).to(self.device)
-        self.conditioning = Conditioning.embed(prior, cfg, self.scene)
+        self.conditioning = (
+            Conditioning.embed(prior, cfg, self.scene) if prior is not None else None
+        )
         # VSD's score of the scene's own renders, fitted beside the scene and checkpointed
-        # with it; None for the other estimators.
-        self.particle = VariationalScore.build(cfg, prior, self.estimator, self.conditioning.table)
+        # with it; None for the other estimators (and under supervision).
+        self.particle = (
+            VariationalScore.build(cfg, prior, self.estimator, self.conditioning.table)
+            if self.conditioning is not None
+            else None
+        )
         self.optimizer = build_optimizer(cfg, self.scene)
         # The regularisers that are on and mean something for this representation: name ->
         # weight (a number, or a ramp over the steps evaluated at each step).
@@ -132,10 +149,7 @@ class Distillation:
         }
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.step = 0
-        # Supervision by known target images instead of the prior: a callable (cameras,
-        # shading) -> target renders [B, 3, H, W]. The benchmark's oracle row sets it; the
-        # step is then a photometric fit with everything else the same.
-        self.supervision: Callable[[Cameras, Shading | None], Tensor] | None = None
+        self.supervision = supervision
 
     # -- state ---------------------------------------------------------------------------
     def state(self) -> TrainingState:

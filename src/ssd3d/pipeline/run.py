@@ -6,13 +6,17 @@ so bad input leaves nothing behind.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
+from torch import Tensor
 
 from ssd3d.errors import SSD3DError
 from ssd3d.pipeline.config import GenerateConfig
 from ssd3d.pipeline.loop import Distillation
 from ssd3d.pipeline.priors import load_prior
 from ssd3d.priors.base import DiffusionPrior
+from ssd3d.scene import Cameras, Shading
 
 
 def check_device(device: str) -> None:
@@ -31,15 +35,21 @@ def load_prior_for(cfg: GenerateConfig) -> DiffusionPrior:
     return load_prior(cfg.prior_spec())
 
 
-def prepare(cfg: GenerateConfig, prior: DiffusionPrior | None = None) -> Distillation:
-    """Validate everything and build the run in memory (nothing written yet)."""
+def prepare(
+    cfg: GenerateConfig,
+    prior: DiffusionPrior | None = None,
+    supervision: Callable[[Cameras, Shading | None], Tensor] | None = None,
+) -> Distillation:
+    """Validate everything and build the run in memory (nothing written yet). The prior is
+    loaded when none is given, unless the run is fitted to ``supervision``'s images."""
     check_device(cfg.device)
     if not cfg.prompt.strip():
         raise SSD3DError("the prompt is empty")
     cfg.validate()
-    if prior is None:
+    if prior is None and supervision is None:
         prior = load_prior_for(cfg)
-    return Distillation(cfg, prior)  # embeds the prompt: unknown prompts fail here
+    # With a prior this embeds the prompt: unknown prompts fail here.
+    return Distillation(cfg, prior, supervision)
 
 
 __all__ = ["check_device", "load_prior_for", "prepare"]

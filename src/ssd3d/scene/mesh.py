@@ -93,6 +93,10 @@ class MeshConfig:
     # Off: at 0.3 it fitted the oracle's cube and sphere better and the other five ToyWorld
     # shapes worse (docs/mesh.md).
     dihedral: float = 0.0
+    # Shade with the vertex normals interpolated across each face (Phong's), not the face's
+    # own: the truth's normals are those of a smooth surface, and a flat face can only match
+    # their shading by tilting.
+    smooth_normals: bool = False
 
     def __post_init__(self) -> None:
         if self.steps < 0:
@@ -308,6 +312,7 @@ class MeshScene(nn.Module):
             shading,
             sigma_px=self.config.sigma_px,
             neighbours=self._edges()[0],
+            smooth_normals=self.config.smooth_normals,
         )
 
     def param_groups(self) -> list[dict[str, Any]]:

@@ -17,7 +17,8 @@ A mesh is vertices [V, 3], faces [F, 3] (outward, counter-clockwise seen from ou
   render fatter than a coarse one of the same shape.
 - Colour, depth and normal are those of the nearest face whose triangle holds p (or, where
   none does, the face covering p most), at p's perspective-correct barycentrics; normals are
-  flat (the face's), lit by ``ssd3d.scene.shading`` like every representation.
+  flat (the face's) or, with ``smooth_normals``, the vertex normals interpolated, lit by
+  ``ssd3d.scene.shading`` like every representation.
 - rgb = opacity * colour + (1 - opacity) * background(ray direction).
 
 Hand-written rather than nvdiffrast or PyTorch3D: both need CUDA builds (or, for PyTorch3D on
@@ -103,6 +104,17 @@ def face_normals(vertices: Tensor, faces: Tensor) -> Tensor:
     return F.normalize(torch.linalg.cross(b - a, c - a), dim=-1)
 
 
+def vertex_normals(vertices: Tensor, faces: Tensor) -> Tensor:
+    """Unit normals [V, 3] at the vertices: the sum of the adjacent faces' area-weighted
+    normals (the cross products), so a fine mesh of a smooth surface shades as that surface."""
+    a, b, c = vertices[faces].unbind(-2)
+    weighted = torch.linalg.cross(b - a, c - a)
+    out = vertices.new_zeros(vertices.shape)
+    for k in range(3):
+        out = out.index_add(0, faces[:, k], weighted)
+    return F.normalize(out, dim=-1)
+
+
 def face_neighbours(faces: Tensor) -> Tensor:
     """For each face and edge k (vertex k to k + 1), the face across that edge, -1 where
     none (an open boundary) or more than one (a non-manifold edge). [F, 3] long"""
@@ -154,10 +166,12 @@ def rasterize(
     shading: Shading | None = None,
     sigma_px: float = DEFAULT_SIGMA_PX,
     neighbours: Tensor | None = None,
+    smooth_normals: bool = False,
 ) -> RenderOutput:
     """Render a mesh into every camera (see the module docstring). vertices [V, 3], faces
     [F, 3] long, albedo [V, 3] in [0, 1]; ``neighbours``: ``face_neighbours(faces)``, when
-    the caller keeps it across renders."""
+    the caller keeps it across renders. ``smooth_normals``: shade with the vertex normals
+    interpolated across each face (Phong's normals) instead of the face's own."""
     b, h, w = cameras.batch_size, cameras.height, cameras.width
     if shading is None:
         shading = fixed_shading("albedo", cameras)
@@ -220,7 +234,10 @@ def rasterize(
     weights = persp[chosen][..., None]
     world = (vertices[vert_index] * weights).sum(1)  # [P, 3]
     colour = (albedo[vert_index] * weights).sum(1)
-    normal = face_normals(vertices, vert_index)
+    if smooth_normals:
+        normal = F.normalize((vertex_normals(vertices, faces)[vert_index] * weights).sum(1), dim=-1)
+    else:
+        normal = face_normals(vertices, vert_index)
     view = torch.div(drawn, h * w, rounding_mode="floor")
     camera_position = cameras.positions.to(vertices)[view]
     t = (world - camera_position).norm(dim=-1)
