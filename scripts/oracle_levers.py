@@ -3,6 +3,7 @@ and its silhouette IoU, read from benchmark folders that ran the oracle, as mark
 
     python scripts/oracle_levers.py results/bench/exact-mesh-smoothing-5 \\
         results/bench/exact-oracle-mesh-smoothing-2 --names "λ 5,λ 2"
+    python scripts/oracle_levers.py A B --names "a,b" --estimator preset   # an estimator's rows
 
 The lever tables of docs/ (what a setting of the scene buys the fit to the true renders) come
 from here, so no oracle number in them is typed by hand.
@@ -20,8 +21,13 @@ from ssd3d.bench.oracle import ORACLE_SPEC
 from ssd3d.errors import SSD3DError
 
 
-def oracle_runs(data: dict) -> list[dict]:
-    return [r for r in data["runs"] if r["spec"] == ORACLE_SPEC and r["status"] == "ok"]
+def oracle_runs(data: dict, label: str | None = None) -> list[dict]:
+    """The finished runs of the oracle, or of the estimator labelled ``label``."""
+    return [
+        r
+        for r in data["runs"]
+        if r["status"] == "ok" and (r["label"] == label if label else r["spec"] == ORACLE_SPEC)
+    ]
 
 
 def per_prompt(runs: list[dict], metric: str) -> dict[str, float]:
@@ -32,12 +38,13 @@ def per_prompt(runs: list[dict], metric: str) -> dict[str, float]:
     }
 
 
-def lever_table(datas: list[dict], names: list[str]) -> str:
+def lever_table(datas: list[dict], names: list[str], label: str | None = None) -> str:
     """The oracle of each folder as a row; the prompts of the first folder as columns."""
-    rows = [(name, oracle_runs(data)) for name, data in zip(names, datas, strict=True)]
+    rows = [(name, oracle_runs(data, label)) for name, data in zip(names, datas, strict=True)]
+    whose = f"the {label} runs'" if label else "the oracle's"
     for name, runs in rows:
         if not runs:
-            raise SSD3DError(f"{name}: no finished oracle run")
+            raise SSD3DError(f"{name}: no finished {label or 'oracle'} run")
     prompts = list(per_prompt(rows[0][1], "iou"))
     seeds = sorted({r["seed"] for _, runs in rows for r in runs})
     lines = [
@@ -58,7 +65,7 @@ def lever_table(datas: list[dict], names: list[str]) -> str:
     lines.append(
         "3D IoU at the last checkpoint, mean over the seeds"
         + (f" ({', '.join(map(str, seeds))})" if len(seeds) > 1 else f" (seed {seeds[0]})")
-        + "; the mean is over the prompts; train s/run: wall seconds of the oracle's steps."
+        + f"; the mean is over the prompts; train s/run: wall seconds of {whose} steps."
     )
     return "\n".join(lines) + "\n"
 
@@ -67,13 +74,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dirs", nargs="+", type=Path, help="benchmark folders")
     parser.add_argument("--names", required=True, help="comma-separated row names, one per folder")
+    parser.add_argument(
+        "--estimator",
+        default=None,
+        help="the rows of the estimator with this label, not the oracle's",
+    )
     args = parser.parse_args(argv)
     names = args.names.split(",")
     try:
         if len(names) != len(args.dirs):
             raise SSD3DError("give one name per folder with --names a,b")
         datas = [read_results(d / RESULTS_FILE) for d in args.dirs]
-        print(lever_table(datas, names), end="")
+        print(lever_table(datas, names, args.estimator), end="")
     except SSD3DError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -21,6 +21,7 @@ RESULTS_DOCS = ROOT / "docs" / "results"
 SECTIONS = {
     "vocabulary": "vocabulary.md",
     "default-representation": "default-representation.md",
+    "default-representation-levers": "default-representation.md",
     "bench-priors": "toyworld-priors.md",
     "bench": "toyworld-ablations.md",
     "smoothing": "exact-smoothing.md",
@@ -47,6 +48,7 @@ SECTIONS = {
     "surface-level-dilation": "surface-level.md",
     "mesh-smoothing": "../mesh.md",
     "mesh-bench": "../mesh.md",
+    "mesh-stages": "../mesh.md",
     "mesh-steps": "../mesh.md",
     "mesh-seven": "../mesh.md",
     "mug-cavity": "vocabulary.md",

@@ -52,6 +52,10 @@ for part in "${parts[@]}"; do
         echo; echo "#### Gaussians then mesh"; echo
         python scripts/bench_tables.py $bench/toy-shapes-mesh | sed 's/^### /##### /'
       } | "${section[@]}" default-representation
+      python scripts/oracle_levers.py $bench/toy-shapes-mesh $bench/toy-shapes-mesh-300-steps \
+        $bench/toy-shapes-mesh-mesh-steps-200 $bench/toy-shapes-mesh-no-sparsity-on-mesh \
+        --names "600 steps: the last 100 on the mesh (the preset),300 steps: the last 100 on the mesh,600 steps: the last 200 on the mesh,600 steps: no sparsity on the mesh" \
+        --estimator preset | "${section[@]}" default-representation-levers
       python scripts/vocabulary_table.py $bench/vocabulary-surface \
         --compare $bench/vocabulary --compare-name "the CPU prior shipped before (soft-step renders)" \
         --compare $bench/gpu-prior/vocabulary --compare-name "GPU prior: the same preset" \
@@ -83,6 +87,7 @@ for part in "${parts[@]}"; do
       python scripts/oracle_levers.py $bench/exact-oracle-mesh-seven $bench/exact-oracle-mesh-64px \
         --names "32×32 (the default),64×64" | "${section[@]}" mesh-seven
       python scripts/bench_tables.py $bench/exact-mesh | "${section[@]}" mesh-bench
+      python scripts/bench_tables.py $bench/exact-mesh-stages --by-step iou | "${section[@]}" mesh-stages
       python scripts/bench_tables.py $bench/exact-mesh-800 --by-step iou | "${section[@]}" mesh-steps
       ;;
     representations)

@@ -13,8 +13,13 @@ def data():
     estimators = [{"label": "sds", "spec": "sds", "canonical": "sds"},
                   {"label": "ssd", "spec": "ssd", "canonical": "ssd"}]  # fmt: skip
     return {
-        "config": {"estimators": estimators, "prompts": ["a", "b"], "seeds": [0],
-                   "steps": 200, "checkpoints": [0, 100, 200]},  # fmt: skip
+        "config": {
+            "estimators": estimators,
+            "prompts": ["a", "b"],
+            "seeds": [0],
+            "steps": 200,
+            "checkpoints": [0, 100, 200],
+        },  # fmt: skip
         "runs": [
             run("sds", "a", (0.2, 0.8, 0.4)),
             run("sds", "b", (0.4, 0.6, 0.2)),

@@ -35,3 +35,15 @@ def test_a_row_averages_the_oracles_seeds_and_leaves_out_the_estimators():
 def test_a_folder_without_an_oracle_is_refused():
     with pytest.raises(Exception, match="no finished oracle run"):
         SCRIPT["lever_table"]([{"runs": [run("sds", "a green cube", 0, 0.5)]}], ["x"])
+
+
+def test_an_estimators_rows_are_read_by_its_label():
+    data = {"runs": [run("oracle", "a green cube", 0, 0.9), run("sds", "a green cube", 0, 0.4)]}
+    for r, label in zip(data["runs"], ("oracle (true renders)", "preset"), strict=True):
+        r["label"] = label
+    table = SCRIPT["lever_table"]([data], ["x"], "preset")
+    row = next(line for line in table.splitlines() if line.startswith("| x |"))
+    assert [c.strip() for c in row.strip("|").split("|")][1] == "0.400"
+    assert "the preset runs' steps" in table
+    with pytest.raises(Exception, match="no finished other run"):
+        SCRIPT["lever_table"]([data], ["x"], "other")
