@@ -6,8 +6,9 @@ ToyWorld tables of docs/results/ on a many-core machine or one GPU, without a cl
     python benchmarks/toyworld_bench.py --prior toy --estimators preset --prompts all --steps 600 \\
         --parts 4 --out results/bench/vocabulary       # the default `ssd3d generate` over the vocabulary
 
-The grid (estimators x prompts) is split along its longer list into ``--parts`` slices, each
-run by `ssd3d bench` in its own process into ``OUT/parts/<i>``; the parts are merged into
+The grid (estimators x prompts) is split along its prompts into ``--parts`` slices (along the
+estimators when there are fewer prompts than parts and estimators), each run by `ssd3d
+bench` in its own process into ``OUT/parts/<i>``; the parts are merged into
 ``OUT/results.json`` and `ssd3d bench` is run once more on OUT with the whole grid, which
 finds every run done and writes the table and plot. Runs are independent and seeded, so
 the result is the same as one `ssd3d bench` with the same options; a stopped run is
@@ -68,7 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     estimators = split_list(args.estimators)
     prompts = list(parse_prompts(args.prompts))
-    split_prompts = len(prompts) > len(estimators)
+    # Split the prompts when there are enough for the parts: every part adds the oracle's row
+    # for its prompts, so estimator slices over the same prompts would each fit it again.
+    split_prompts = len(prompts) >= args.parts or len(prompts) > len(estimators)
     items = prompts if split_prompts else estimators
     parts = min(args.parts, len(items))
     slices = [items[i::parts] for i in range(parts)]

@@ -22,11 +22,15 @@ from ssd3d.errors import SSD3DError
 
 
 def oracle_runs(data: dict, label: str | None = None) -> list[dict]:
-    """The finished runs of the oracle, or of the estimator labelled ``label``."""
+    """The finished runs of the oracle, or of the estimator labelled ``label``, among the
+    seeds the folder's plan names (a stopped grid can hold runs of seeds it dropped since)."""
+    seeds = data.get("config", {}).get("seeds")
     return [
         r
         for r in data["runs"]
-        if r["status"] == "ok" and (r["label"] == label if label else r["spec"] == ORACLE_SPEC)
+        if r["status"] == "ok"
+        and (r["label"] == label if label else r["spec"] == ORACLE_SPEC)
+        and (seeds is None or r["seed"] in seeds)
     ]
 
 

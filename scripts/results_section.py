@@ -48,6 +48,7 @@ SECTIONS = {
     "surface-level-dilation": "surface-level.md",
     "mesh-smoothing": "../mesh.md",
     "mesh-bench": "../mesh.md",
+    "mesh-sigma": "../mesh.md",
     "mesh-stages": "../mesh.md",
     "mesh-steps": "../mesh.md",
     "mesh-seven": "../mesh.md",

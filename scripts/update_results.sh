@@ -86,8 +86,13 @@ for part in "${parts[@]}"; do
       } | "${section[@]}" mesh-smoothing
       python scripts/oracle_levers.py $bench/exact-oracle-mesh-seven $bench/exact-oracle-mesh-64px \
         --names "32×32 (the default),64×64" | "${section[@]}" mesh-seven
-      python scripts/bench_tables.py $bench/exact-mesh | "${section[@]}" mesh-bench
-      python scripts/bench_tables.py $bench/exact-mesh-stages --by-step iou | "${section[@]}" mesh-stages
+      python scripts/oracle_levers.py $bench/exact-oracle-mesh-seven-seeds \
+        $bench/exact-oracle-mesh-sigma-0.2 $bench/exact-oracle-mesh-sigma-0.25 \
+        $bench/exact-oracle-mesh-sigma-0.4 $bench/exact-oracle-mesh-smooth-normals \
+        --names "σ 0.15 px,σ 0.2 px (the default),σ 0.25 px,σ 0.4 px,σ 0.15 px shaded with vertex normals" \
+        | "${section[@]}" mesh-sigma
+      python scripts/bench_tables.py $bench/exact-mesh-seeds | "${section[@]}" mesh-bench
+      python scripts/bench_tables.py $bench/exact-mesh-seeds --by-step iou | "${section[@]}" mesh-stages
       python scripts/bench_tables.py $bench/exact-mesh-800 --by-step iou | "${section[@]}" mesh-steps
       ;;
     representations)
@@ -157,7 +162,8 @@ for part in "${parts[@]}"; do
       python benchmarks/ssd_claims.py --out results/ssd_claims --markdown docs/results/ssd_claims.md
       python benchmarks/ssd_claims_3d.py exact=$bench/exact-ssd-oracle toy=$bench/toy-ssd \
         exact-gaussians=$bench/exact-gaussians+$bench/exact-gaussians-ssd \
-        toy-gaussians=$bench/toy-gaussians-ssd | "${section[@]}" ssd-claims-3d
+        toy-gaussians=$bench/toy-gaussians-ssd exact-mesh=$bench/exact-mesh-seeds \
+        | "${section[@]}" ssd-claims-3d
       ;;
     peers)
       python scripts/bench_tables.py $bench/exact-peers | "${section[@]}" peers-exact

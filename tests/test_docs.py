@@ -108,3 +108,22 @@ def test_the_readmes_result_numbers_are_those_of_the_committed_results():
         minutes = float(f.metadata()["wall_time_s"]) / 60
     trained = re.search(r"trained\s+on ToyWorld's renders[^;]*? in (\d+) minutes", text)
     assert trained and int(trained.group(1)) == round(minutes)
+
+
+def test_the_readmes_mesh_scene_numbers_are_those_of_its_benchmark():
+    """The ssd-3d row: the mesh scene's oracle and best estimator, from their results."""
+    from ssd3d.bench import read_results
+    from ssd3d.bench.results import RESULTS_FILE
+    from ssd3d.bench.tables import BLOB_LABEL, aggregate
+
+    data = read_results(ROOT / "results" / "bench" / "exact-mesh-seeds" / RESULTS_FILE)
+    means = {label: m["iou"].mean for label, m in aggregate(data).items() if label != BLOB_LABEL}
+    oracle = means.pop("oracle (true renders)")
+    best = max(means, key=means.get)
+    text = (ROOT / "README.md").read_text()
+    stated = re.search(
+        r"oracle reaches 3D IoU (\d\.\d+), (\w+) has the best mean \((\d\.\d+)\)", text
+    )
+    assert stated, "the README's ssd-3d row no longer states the mesh scene's oracle and best"
+    assert float(stated.group(1)) == round(oracle, 3)
+    assert stated.group(2).lower() == best and float(stated.group(3)) == round(means[best], 3)

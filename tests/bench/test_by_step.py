@@ -19,7 +19,7 @@ def data():
             "seeds": [0],
             "steps": 200,
             "checkpoints": [0, 100, 200],
-        },  # fmt: skip
+        },
         "runs": [
             run("sds", "a", (0.2, 0.8, 0.4)),
             run("sds", "b", (0.4, 0.6, 0.2)),

@@ -70,8 +70,8 @@ PRESET_SPEC = "preset"
 
 # --quick: SDS, SSD and one tau on one prompt, on the scene whose oracle reaches the truth at
 # this budget: 3D Gaussians for 100 steps, then their mesh for 100 (the wedge's oracle 3D IoU
-# 0.95 where the voxel grid's is 0.63: docs/mesh.md). About a minute on 2 cores once the
-# exact prior's dataset is rendered (two minutes the first time, cached after). The wedge,
+# 0.94 over three seeds where the voxel grid's is 0.63: docs/mesh.md). 1.5 minutes on 2 cores
+# once the exact prior's dataset is rendered (two minutes the first time, cached after). The wedge,
 # because the blob starts far from it (3D IoU 0.21; a cube 0.46) and its edges are what a
 # soft scene rounds.
 QUICK_ESTIMATORS = ("sds guidance_scale=7.5", "ssd", "ssd tau=600")
