@@ -54,7 +54,8 @@ for part in "${parts[@]}"; do
       } | "${section[@]}" default-representation
       python scripts/oracle_levers.py $bench/toy-shapes-mesh $bench/toy-shapes-mesh-300-steps \
         $bench/toy-shapes-mesh-mesh-steps-200 $bench/toy-shapes-mesh-no-sparsity-on-mesh \
-        --names "600 steps: the last 100 on the mesh (the preset),300 steps: the last 100 on the mesh,600 steps: the last 200 on the mesh,600 steps: no sparsity on the mesh" \
+        $bench/toy-shapes-mesh-sigma-0.2 \
+        --names "600 steps: the last 100 on the mesh (the preset),300 steps: the last 100 on the mesh,600 steps: the last 200 on the mesh,600 steps: no sparsity on the mesh,600 steps: the outline 0.2 px wide (the mesh's default now)" \
         --estimator preset | "${section[@]}" default-representation-levers
       python scripts/vocabulary_table.py $bench/vocabulary-surface \
         --compare $bench/vocabulary --compare-name "the CPU prior shipped before (soft-step renders)" \

@@ -94,8 +94,9 @@ class MeshConfig:
     # shapes worse (docs/mesh.md).
     dihedral: float = 0.0
     # Shade with the vertex normals interpolated across each face (Phong's), not the face's
-    # own: the truth's normals are those of a smooth surface, and a flat face can only match
-    # their shading by tilting.
+    # own. Off: the true objects are smooth, yet fitted to their renders with these normals the
+    # oracle walks further off the true surface on every shape (docs/mesh.md, "What the mesh
+    # stage's own fit costs").
     smooth_normals: bool = False
 
     def __post_init__(self) -> None:
