@@ -20,7 +20,6 @@ silhouette IoU, and the final Gaussians' count, mean opacity and share above 0.5
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import math
 import statistics
 import sys
@@ -32,8 +31,8 @@ import torch
 from ssd3d.bench.config import DEFAULT_PROMPTS, EvalConfig, bench_config
 from ssd3d.bench.oracle import TrueRenders
 from ssd3d.bench.scoring import Scorer
-from ssd3d.pipeline.config import preset
-from ssd3d.pipeline.run import load_prior_for, prepare
+from ssd3d.pipeline.run import prepare
+from ssd3d.toyworld.truth import DEFAULT_TRUTH_RENDERER
 
 # What each variant changes, as overrides (the levers of docs/gaussians.md's table). "old" is
 # the defaults before densification was turned off: DreamGaussian's schedule, densifying every
@@ -93,15 +92,6 @@ VARIANTS: dict[str, tuple[str, ...]] = {
 METRICS = ("iou", "silhouette_iou", "chamfer", "psnr", "colour_error")
 
 
-def prior_config(cfg):
-    """``cfg`` at the exact preset's render size: the oracle never calls its prior, so any
-    render size fits to the truth without an exact dataset rendered at that size first."""
-    size = preset("exact")["camera"]
-    return dataclasses.replace(
-        cfg, camera=dataclasses.replace(cfg.camera, width=size["width"], height=size["height"])
-    )
-
-
 def prepare_gaussians(
     variant: str,
     estimator: str,
@@ -112,10 +102,12 @@ def prepare_gaussians(
     prior: str = "exact",
     checkpoints: int = 1,
     representation: str = "gaussians",
+    truth: str = DEFAULT_TRUTH_RENDERER,
 ):
     """One benchmark cell on 3D Gaussians with ``variant``'s overrides, ready to step: the
-    benchmark's config and the run (the oracle's supervised by the true renders). Another
-    ``representation`` (the voxel grid's "nerf") takes the same cell for comparison."""
+    benchmark's config and the run (the oracle's supervised by the true renders drawn by
+    ``truth``, with no prior loaded). Another ``representation`` (the voxel grid's "nerf")
+    takes the same cell for comparison."""
     overrides = (f"representation={representation}", *VARIANTS[variant])
     bench = bench_config(
         estimators=estimator,
@@ -127,11 +119,11 @@ def prepare_gaussians(
         checkpoints=checkpoints,
     )
     cfg = bench.generate_config(bench.estimators[0], prompt, seed)
-    oracle = bench.estimators[0].is_oracle
-    run = prepare(cfg, load_prior_for(prior_config(cfg) if oracle else cfg))
-    if oracle:
-        run.supervision = TrueRenders(cfg.prompt, cfg.background.colour)
-    return bench, run
+    if bench.estimators[0].is_oracle:
+        return bench, prepare(
+            cfg, supervision=TrueRenders(cfg.prompt, cfg.background.colour, truth)
+        )
+    return bench, prepare(cfg)
 
 
 def train_gaussians(variant: str, estimator: str, prompt: str, steps: int, seed: int, **kw):

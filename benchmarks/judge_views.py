@@ -84,8 +84,7 @@ def objects(args) -> None:
     for prompt in OBJECT_PROMPTS:
         bc = bench_config(estimators="oracle", prompts=prompt, steps=max(OBJECT_STEPS))
         gen = bc.generate_config(bc.estimators[0], prompt, 0)
-        run = prepare(gen, None)
-        run.supervision = TrueRenders(prompt, gen.background.colour)
+        run = prepare(gen, supervision=TrueRenders(prompt, gen.background.colour))
         while True:
             if run.step in OBJECT_STEPS:
                 with torch.no_grad():

@@ -32,7 +32,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import gaussians_solid  # noqa: E402  (the oracle runs)
 
 from ssd3d.bench.config import EvalConfig  # noqa: E402
-from ssd3d.bench.oracle import TrueRenders  # noqa: E402
 from ssd3d.bench.scoring import Scorer  # noqa: E402
 from ssd3d.pipeline.loop import build_optimizer  # noqa: E402
 from ssd3d.scene.mesh import MeshConfig, MeshScene  # noqa: E402
@@ -55,9 +54,8 @@ def refine(
 ):
     """Scores of the Gaussian oracle and of its refined mesh, with each stage's seconds."""
     _, run = gaussians_solid.prepare_gaussians(
-        "default", "oracle", prompt, volume_steps + mesh_steps, seed
+        "default", "oracle", prompt, volume_steps + mesh_steps, seed, truth=truth
     )
-    run.supervision = TrueRenders(prompt, run.cfg.background.colour, truth)
     scorer = Scorer(EvalConfig(truth_renderer=truth))
     width, height = run.cfg.camera.width, run.cfg.camera.height
     start = time.perf_counter()
@@ -96,8 +94,9 @@ def refine_truth(
     truth: str = DEFAULT_TRUTH_RENDERER,
 ):
     """Scores of the true surface as a mesh scene, and of it after ``mesh_steps`` oracle steps."""
-    _, run = gaussians_solid.prepare_gaussians("default", "oracle", prompt, mesh_steps, seed)
-    run.supervision = TrueRenders(prompt, run.cfg.background.colour, truth)
+    _, run = gaussians_solid.prepare_gaussians(
+        "default", "oracle", prompt, mesh_steps, seed, truth=truth
+    )
     scorer = Scorer(EvalConfig(truth_renderer=truth))
     width, height = run.cfg.camera.width, run.cfg.camera.height
     colour, shape = prompt.split()[-2:]

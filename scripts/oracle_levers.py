@@ -21,7 +21,7 @@ from ssd3d.bench.oracle import ORACLE_SPEC
 from ssd3d.errors import SSD3DError
 
 
-def oracle_runs(data: dict, label: str | None = None) -> list[dict]:
+def finished_runs(data: dict, label: str | None = None) -> list[dict]:
     """The finished runs of the oracle, or of the estimator labelled ``label``, among the
     seeds the folder's plan names (a stopped grid can hold runs of seeds it dropped since)."""
     seeds = data.get("config", {}).get("seeds")
@@ -44,7 +44,7 @@ def per_prompt(runs: list[dict], metric: str) -> dict[str, float]:
 
 def lever_table(datas: list[dict], names: list[str], label: str | None = None) -> str:
     """The oracle of each folder as a row; the prompts of the first folder as columns."""
-    rows = [(name, oracle_runs(data, label)) for name, data in zip(names, datas, strict=True)]
+    rows = [(name, finished_runs(data, label)) for name, data in zip(names, datas, strict=True)]
     whose = f"the {label} runs'" if label else "the oracle's"
     for name, runs in rows:
         if not runs:

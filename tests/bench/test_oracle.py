@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
 import torch
 
+import ssd3d.bench.runner as runner
+import ssd3d.pipeline.run as run_module
+from ssd3d.bench import bench_config, run_bench
 from ssd3d.bench.oracle import TrueRenders
 from ssd3d.bench.tables import gap_closed
+from ssd3d.errors import SSD3DError
 from ssd3d.pipeline.config import resolve_config
+from ssd3d.pipeline.loop import Distillation
 from ssd3d.pipeline.run import prepare
 from ssd3d.scene import (
     ShadingConfig,
@@ -18,7 +24,7 @@ from ssd3d.scene import (
 )
 from ssd3d.toyworld.truth import GroundTruthField
 
-from .test_bench import TINY, TrueObject, tiny_prior  # noqa: F401, F811 - the module-scoped fixture
+from .test_bench import TINY, TINY_EVAL, TrueObject
 
 
 def test_the_supervision_is_the_true_render_so_a_perfect_scene_gets_no_push():
@@ -32,14 +38,13 @@ def test_the_supervision_is_the_true_render_so_a_perfect_scene_gets_no_push():
     assert (TrueRenders("a blue torus")(cams, shading) - truth).abs().max() > 0.5
 
 
-def test_an_oracle_run_fits_the_truth_better_than_the_blob(tiny_prior):  # noqa: F811
+def test_an_oracle_run_fits_the_truth_better_than_the_blob():
     cfg = resolve_config(
         "exact",
         {"prompt": "a yellow wedge", "steps": 30},
         [*TINY, "camera.width=16", "camera.height=16"],
     )
-    run = prepare(cfg, tiny_prior)
-    run.supervision = TrueRenders(cfg.prompt)
+    run = prepare(cfg, supervision=TrueRenders(cfg.prompt))  # no prior: none is asked
     cams = orbit_cameras(4, width=16, height=16)
     target = TrueRenders(cfg.prompt)(cams, None)
 
@@ -75,13 +80,6 @@ def test_no_gap_no_share():
 def test_an_oracle_only_bench_never_loads_the_prior(tmp_path, monkeypatch):
     """Fitted to the true renders, the oracle asks nothing of a prior: a lever study at a new
     render size must not wait for the exact prior to render its dataset at that size."""
-    import json
-
-    import ssd3d.bench.runner as runner
-    import ssd3d.pipeline.run as run_module
-    from ssd3d.bench import bench_config, run_bench
-
-    from .test_bench import TINY_EVAL
 
     def refuse(cfg):
         raise AssertionError("the oracle-only bench loaded a prior")
@@ -104,9 +102,6 @@ def test_an_oracle_only_bench_never_loads_the_prior(tmp_path, monkeypatch):
 
 
 def test_a_run_with_neither_prior_nor_targets_is_refused():
-    from ssd3d.errors import SSD3DError
-    from ssd3d.pipeline.loop import Distillation
-
     cfg = resolve_config("exact", {"prompt": "a yellow wedge"}, list(TINY))
     with pytest.raises(SSD3DError, match="needs a prior"):
         Distillation(cfg, None)
